@@ -1,0 +1,175 @@
+"""The `synthviz` command line: presets, stats, export and push.
+
+Every `SynthvizError` (bad settings, bad files, an unreachable Hub) prints one line on stderr and
+exits with status 2; no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from synthviz.errors import SynthvizError
+
+
+def _progress_bar(desc: str):
+    """A tqdm-backed progress callback(done, total) for long work, shown on stderr."""
+    from tqdm.auto import tqdm
+
+    state: dict = {}
+
+    def cb(done: int, total: int) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            state.pop("bar", None)
+
+    return cb
+
+
+def add_variation_args(p: argparse.ArgumentParser) -> None:
+    """Flags for each variation family; `synthviz.variations` interprets them."""
+    g = p.add_argument_group("variation (applied on top of SOURCE)")
+    g.add_argument("--std", type=float, help="constant firing-magnitude std for every feature")
+    g.add_argument("--hidden-dim", type=int, help="new hidden dimension (new dictionary)")
+    g.add_argument("--num-features", type=int, help="keep the first N features")
+    g.add_argument("--rel-p", type=float, help="multiply base firing probabilities by k")
+    g.add_argument("--roots", type=int, help="hierarchy: number of root nodes")
+    g.add_argument("--branching", type=str, help="hierarchy: branching, e.g. 4 or 4-32")
+    g.add_argument("--depth", type=int, help="hierarchy: maximum depth")
+    g.add_argument("--me-portion", type=float, help="hierarchy: portion of ME parents")
+    g.add_argument("--me-min-depth", type=int, help="hierarchy: minimum ME depth")
+    g.add_argument("--me-max-depth", type=int, help="hierarchy: maximum ME depth")
+    g.add_argument("--no-compensate", action="store_true", help="hierarchy: no p compensation")
+    g.add_argument("--no-rescale", action="store_true", help="hierarchy: no child rescaling")
+    g.add_argument("--target-l0", type=float, help="solve p for this L0")
+    g.add_argument("--target-l0-first-k", type=float, help="and this L0 over the first K features")
+    g.add_argument("--first-k", type=int, default=4096, help="K for the first-K L0 (default 4096)")
+    g.add_argument("--seed", type=int, help="model seed (new dictionary and hierarchy)")
+
+
+def load_with_variation(args: argparse.Namespace):
+    from synthviz.io import load
+
+    progress = _progress_bar("building")
+    model = load(args.source, device=args.device, progress=progress)
+    try:
+        from synthviz.variations import variation_from_args
+    except ImportError:
+        return model
+    variation = variation_from_args(args)
+    if variation is None or variation.is_identity():
+        return model
+    return variation.apply(model, progress=progress)
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from synthviz.presets import PRESETS
+
+    for name, preset in PRESETS.items():
+        if args.verbose:
+            print(f"{name}\t{preset.family}\t{preset.description}")
+        else:
+            print(name)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from synthviz.stats.summary import summarize
+
+    if args.samples < 1:
+        raise SynthvizError(f"--samples must be a positive integer, got {args.samples}")
+    model = load_with_variation(args)
+    result = summarize(model, n_samples=args.samples, first_k=args.first_k, seed=args.sample_seed,
+                       progress=_progress_bar("sampling"))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from synthviz.export import export_model
+
+    model = load_with_variation(args)
+    out = export_model(model, args.out, force=args.force, samples=args.samples,
+                       progress=_progress_bar("measuring"))
+    print(out)
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from synthviz.export import push_folder
+
+    url = push_folder(args.folder, repo_id=args.repo_id, path_in_repo=args.path,
+                      private=args.private)
+    print(url)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="synthviz", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose-log", action="store_true", help="show library log messages")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sp = sub.add_parser("presets", help="list preset names")
+    sp.add_argument("--verbose", action="store_true", help="show family and description")
+    sp.set_defaults(func=cmd_presets)
+
+    for name, func, helptext in (("stats", cmd_stats, "print headline statistics"),
+                                 ("export", cmd_export, "write a model in Hub format")):
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("source", help="preset name, model folder, or Hub id owner/name[:subfolder]")
+        sp.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+        add_variation_args(sp)
+        if name == "stats":
+            sp.add_argument("--samples", type=int, default=100_000)
+            sp.add_argument("--sample-seed", type=int, default=0)
+            sp.add_argument("--json", action="store_true")
+        else:
+            sp.add_argument("--out", required=True, help="output folder (must be empty)")
+            sp.add_argument("--force", action="store_true", help="replace a non-empty folder")
+            sp.add_argument("--samples", type=int, default=20_000,
+                            help="samples used to measure the model card's statistics")
+        sp.set_defaults(func=func)
+
+    sp = sub.add_parser("push", help="upload an exported folder to the Hugging Face Hub")
+    sp.add_argument("folder")
+    sp.add_argument("--repo-id", required=True)
+    sp.add_argument("--path", default=None, help="subfolder in the repo")
+    sp.add_argument("--private", action="store_true")
+    sp.set_defaults(func=cmd_push)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose_log else logging.ERROR,
+                        format="%(levelname)s: %(message)s")
+    # huggingface_hub logs each network retry; the one-line error below says what failed
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+    try:
+        return args.func(args)
+    except SynthvizError as exc:
+        print(f"synthviz: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("synthviz: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("synthviz: error: out of memory; use fewer samples or a smaller model",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

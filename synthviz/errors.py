@@ -1,0 +1,17 @@
+"""Errors synthviz raises for bad settings and bad files; each message names the problem."""
+
+
+class SynthvizError(Exception):
+    """Base class: the CLI and the app show these as one-line messages, never tracebacks."""
+
+
+class ConfigError(SynthvizError, ValueError):
+    """An invalid model or variation setting."""
+
+
+class ModelFileError(SynthvizError):
+    """A model folder or Hub repo that is missing, corrupt, or inconsistent."""
+
+
+class HubError(SynthvizError):
+    """The Hugging Face Hub could not provide the requested files."""

@@ -1,0 +1,261 @@
+"""The feature hierarchy: a forest stored as flat arrays, generated and serialized like sae_lens.
+
+A `Forest` keeps, for every feature, its parent (-1 for roots and features outside any tree), its
+depth, and for every parent its children in order (CSR layout), whether its children are mutually
+exclusive (ME), and whether it rescales its children. Flat arrays make the level-by-level sampling
+and the statistics vectorized; `to_dict`/`from_dict` speak `hierarchy.json`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import torch
+
+from synthviz.config import HierarchyConfig
+from synthviz.errors import ConfigError, ModelFileError
+
+MAX_HIERARCHY_NODES = 10_000_000
+
+
+@dataclass(eq=False)
+class Forest:
+    num_features: int
+    roots: list[int]
+    children: dict[int, list[int]]  # parent -> children in order (parents with no children may appear)
+    me: set[int] = field(default_factory=set)  # parents whose children are mutually exclusive
+    rescale: set[int] = field(default_factory=set)  # nodes with scale_children_by_parent
+    feature_ids: dict[int, Any] = field(default_factory=dict)  # optional ids kept for round trips
+
+    # ------------------------------------------------------------------ derived arrays
+    @cached_property
+    def parent(self) -> torch.Tensor:
+        p = torch.full((self.num_features,), -1, dtype=torch.long)
+        for par, kids in self.children.items():
+            if kids:
+                p[torch.tensor(kids, dtype=torch.long)] = par
+        return p
+
+    @cached_property
+    def depth(self) -> torch.Tensor:
+        """Depth of each feature (roots 0); -1 for features outside every tree."""
+        d = torch.full((self.num_features,), -1, dtype=torch.long)
+        for level, nodes in enumerate(self.levels):
+            d[torch.tensor(nodes, dtype=torch.long)] = level
+        return d
+
+    @cached_property
+    def levels(self) -> list[list[int]]:
+        out, frontier = [], list(self.roots)
+        while frontier:
+            out.append(frontier)
+            frontier = [c for f in frontier for c in self.children.get(f, [])]
+        return out
+
+    @cached_property
+    def csr(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ptr [N+1], idx): children of f are idx[ptr[f]:ptr[f+1]], in stored order."""
+        counts = torch.zeros(self.num_features, dtype=torch.long)
+        flat: list[int] = []
+        for f in range(self.num_features):
+            kids = self.children.get(f)
+            if kids:
+                counts[f] = len(kids)
+        for f in sorted(self.children):
+            flat.extend(self.children[f])
+        ptr = torch.zeros(self.num_features + 1, dtype=torch.long)
+        ptr[1:] = counts.cumsum(0)
+        return ptr, torch.tensor(flat, dtype=torch.long)
+
+    @cached_property
+    def me_mask(self) -> torch.Tensor:
+        m = torch.zeros(self.num_features, dtype=torch.bool)
+        if self.me:
+            m[torch.tensor(sorted(self.me), dtype=torch.long)] = True
+        return m
+
+    @cached_property
+    def rescale_mask(self) -> torch.Tensor:
+        m = torch.zeros(self.num_features, dtype=torch.bool)
+        if self.rescale:
+            m[torch.tensor(sorted(self.rescale), dtype=torch.long)] = True
+        return m
+
+    @cached_property
+    def in_tree(self) -> torch.Tensor:
+        return self.depth >= 0
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.in_tree.sum())
+
+    @property
+    def max_depth(self) -> int:
+        return len(self.levels) - 1
+
+    def me_groups(self) -> list[tuple[int, list[int]]]:
+        return [(p, self.children[p]) for p in sorted(self.me) if len(self.children.get(p, [])) >= 2]
+
+    # ------------------------------------------------------------------ operations
+    def truncate(self, n: int) -> Forest:
+        """Keep features below n; a parent left with fewer than 2 children loses ME."""
+        kept_children = {p: [c for c in kids if c < n] for p, kids in self.children.items() if p < n}
+        roots = [r for r in self.roots if r < n]
+        me = {p for p in self.me if p < n and len(kept_children.get(p, [])) >= 2}
+        return Forest(num_features=n, roots=roots, children=kept_children, me=me,
+                      rescale={p for p in self.rescale if p < n},
+                      feature_ids={k: v for k, v in self.feature_ids.items() if k < n})
+
+    def probability_correction(self, base_p: torch.Tensor) -> torch.Tensor:
+        """Factors that make each feature's effective rate about its base p (sae_lens's rule).
+
+        A child gets 1 / p_parent; an ME child also gets 1 + (sum of its siblings' p) / p_parent.
+        Python floats are used per node so the result equals sae_lens's bit for bit.
+        """
+        corr = torch.ones(self.num_features, dtype=base_p.dtype)
+        p_list = base_p.tolist()
+        for level in self.levels:
+            for node in level:
+                kids = self.children.get(node, [])
+                pp = p_list[node]
+                if pp > 0:
+                    for c in kids:
+                        corr[c] = 1.0 / pp
+        for level in self.levels:  # ME factors after all hierarchy factors, as sae_lens applies them
+            for node in level:
+                kids = self.children.get(node, [])
+                pp = p_list[node]
+                if node in self.me and len(kids) >= 2 and pp > 0:
+                    total = sum(p_list[c] for c in kids)
+                    for c in kids:
+                        corr[c] *= 1.0 + max(0.0, total - p_list[c]) / pp
+        return corr
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Forest):
+            return NotImplemented
+        norm = lambda f: {p: k for p, k in f.children.items() if k}  # noqa: E731
+        return (self.roots == other.roots and norm(self) == norm(other)
+                and self.me == other.me and self.rescale == other.rescale
+                and self.feature_ids == other.feature_ids)
+
+    # ------------------------------------------------------------------ hierarchy.json
+    def to_dict(self) -> dict[str, Any]:
+        def node(f: int) -> dict[str, Any]:
+            return {
+                "feature_index": f,
+                "mutually_exclusive_children": f in self.me,
+                "scale_children_by_parent": f in self.rescale,
+                "feature_id": self.feature_ids.get(f),
+                "children": [node(c) for c in self.children.get(f, [])],
+            }
+        return {"roots": [node(r) for r in self.roots]}
+
+    @classmethod
+    def from_dict(cls, d: Any, num_features: int, where: str = "hierarchy.json") -> Forest:
+        """Parse and validate: indices in range, no duplicates, no cycles, ME needs 2 children."""
+        if not isinstance(d, dict) or not isinstance(d.get("roots"), list):
+            raise ModelFileError(f"{where}: expected an object with a 'roots' list")
+        roots: list[int] = []
+        children: dict[int, list[int]] = {}
+        me: set[int] = set()
+        rescale: set[int] = set()
+        ids: dict[int, Any] = {}
+        seen: set[int] = set()
+        allowed = {"feature_index", "mutually_exclusive_children", "scale_children_by_parent",
+                   "feature_id", "id", "children"}
+        stack: list[tuple[Any, int | None]] = [(r, None) for r in reversed(d["roots"])]
+        count = 0
+        while stack:
+            nd, par = stack.pop()
+            count += 1
+            if count > MAX_HIERARCHY_NODES:
+                raise ModelFileError(f"{where}: more than {MAX_HIERARCHY_NODES} nodes")
+            if not isinstance(nd, dict):
+                raise ModelFileError(f"{where}: a node is not an object: {str(nd)[:60]}")
+            extra = set(nd) - allowed
+            if extra:
+                raise ModelFileError(f"{where}: unknown node field(s) {sorted(extra)}")
+            f = nd.get("feature_index")
+            if f is None:
+                raise ModelFileError(f"{where}: nodes without feature_index are not supported")
+            if isinstance(f, bool) or not isinstance(f, int):
+                raise ModelFileError(f"{where}: feature_index must be an integer, got {f!r}")
+            if not 0 <= f < num_features:
+                raise ModelFileError(
+                    f"{where}: feature_index {f} out of range for {num_features} features")
+            if f in seen:
+                raise ModelFileError(
+                    f"{where}: feature_index {f} appears more than once (duplicate or cycle)")
+            seen.add(f)
+            if par is None:
+                roots.append(f)
+            else:
+                children.setdefault(par, []).append(f)
+            kids = nd.get("children", [])
+            if not isinstance(kids, list):
+                raise ModelFileError(f"{where}: children of feature {f} must be a list")
+            if nd.get("mutually_exclusive_children", False):
+                if len(kids) < 2:
+                    raise ModelFileError(
+                        f"{where}: feature {f} has mutually exclusive children but only "
+                        f"{len(kids)} child(ren); ME needs at least 2")
+                me.add(f)
+            if nd.get("scale_children_by_parent", False):
+                rescale.add(f)
+            fid = nd.get("feature_id", nd.get("id"))
+            if fid is not None:
+                ids[f] = fid
+            if kids:
+                children.setdefault(f, [])
+            # children are pushed reversed so they are visited, and stored, in order
+            stack.extend((k, f) for k in reversed(kids))
+        # DFS visits a parent before its children, so children lists are already in order
+        return cls(num_features=num_features, roots=roots, children=children, me=me,
+                   rescale=rescale, feature_ids=ids)
+
+
+def generate_forest(num_features: int, cfg: HierarchyConfig, seed: int | None) -> Forest:
+    """Breadth-first generation with the same random stream as sae_lens (Python `random`)."""
+    if cfg.total_root_nodes > num_features:
+        raise ConfigError(f"fewer features ({num_features}) than hierarchy roots "
+                          f"({cfg.total_root_nodes})")
+    rng = random.Random(seed)
+    lo, hi = cfg.branching_range
+    next_idx = 0
+    roots = list(range(min(cfg.total_root_nodes, num_features)))
+    next_idx = len(roots)
+    parents: list[tuple[int, int]] = [(r, 0) for r in roots]  # every parent-type node, in order
+    children: dict[int, list[int]] = {r: [] for r in roots}
+    frontier = list(parents)
+    while frontier:
+        nxt: list[tuple[int, int]] = []
+        for node, depth in frontier:
+            if depth >= cfg.max_depth:
+                continue
+            # a fixed int consumes no randomness; a [min, max] pair draws even when min == max
+            k = lo if isinstance(cfg.branching_factor, int) else rng.randint(lo, hi)
+            kids: list[int] = []
+            for _ in range(k):
+                if next_idx >= num_features:
+                    break
+                c = next_idx
+                next_idx += 1
+                if depth + 1 < cfg.max_depth:
+                    nxt.append((c, depth + 1))
+                    parents.append((c, depth + 1))
+                    children[c] = []
+                kids.append(c)
+            children[node] = kids
+        frontier = nxt
+    hi_depth = cfg.mutually_exclusive_max_depth
+    eligible = [n for n, d in parents
+                if d >= cfg.mutually_exclusive_min_depth and (hi_depth is None or d <= hi_depth)
+                and len(children[n]) >= 2]
+    n_me = int(len(eligible) * cfg.mutually_exclusive_portion)
+    me = {eligible[i] for i in rng.sample(range(len(eligible)), n_me)} if n_me > 0 else set()
+    rescale = {n for n, _ in parents} if cfg.scale_children_by_parent else set()
+    return Forest(num_features=num_features, roots=roots, children=children, me=me, rescale=rescale)

@@ -1,0 +1,296 @@
+"""Reading and writing the sae_lens folder format, from disk or the Hugging Face Hub.
+
+Only JSON and safetensors are ever read: nothing is unpickled and `torch.load` is never called.
+Every problem with a file raises `ModelFileError` naming the file and what is wrong with it.
+Saving writes into a temporary folder beside the target and renames it into place, so an
+interrupted save leaves either the old state or the complete new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from synthviz.config import ModelConfig, magnitude_values
+from synthviz.device import resolve_device
+from synthviz.errors import ConfigError, HubError, ModelFileError, SynthvizError
+from synthviz.hierarchy import Forest
+from synthviz.model import SynthModel, validate_rescale
+
+CONFIG_FILE = "synthetic_model_config.json"
+WEIGHTS_FILE = "synthetic_model.safetensors"
+HIERARCHY_FILE = "hierarchy.json"
+MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, HIERARCHY_FILE)
+
+MAX_CONFIG_BYTES = 1 << 20  # a real config is about 1 KB
+MAX_HIERARCHY_BYTES = 256 << 20  # the 16k base's hierarchy.json is about 2 MB
+MAX_SAFETENSORS_HEADER = 1 << 20
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+# ---------------------------------------------------------------------------- saving
+
+def model_tensors(model: SynthModel) -> dict[str, torch.Tensor]:
+    t = {
+        "feature_vectors": model.feature_vectors,
+        "bias": model.bias,
+        "firing_probabilities": model.firing_probabilities,
+    }
+    if model.correlation_factor is not None:
+        t["correlation_factor"] = model.correlation_factor
+        t["correlation_diag"] = model.correlation_diag
+    return {k: v.detach().cpu().contiguous() for k, v in t.items()}
+
+
+def write_model_files(model: SynthModel, folder: Path) -> None:
+    """Write the three files into an existing (empty) folder."""
+    (folder / CONFIG_FILE).write_text(json.dumps(model.cfg.to_dict(), indent=2))
+    save_file(model_tensors(model), str(folder / WEIGHTS_FILE))
+    if model.forest is not None:
+        (folder / HIERARCHY_FILE).write_text(json.dumps(model.forest.to_dict(), indent=2))
+
+
+def atomic_write_folder(target: str | Path, write, *, force: bool = False) -> Path:
+    """Call write(tmp_folder) then move tmp_folder to `target` in one rename.
+
+    Refuses a non-empty target unless `force`; with `force` the old folder is replaced only after
+    the new one is complete.
+    """
+    target = Path(target).expanduser().absolute()
+    if target.exists() and not target.is_dir():
+        raise SynthvizError(f"export target {target} exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        raise SynthvizError(f"export target {target} is not empty; choose an empty folder or "
+                            "pass --force to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        write(tmp)
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{os.getpid()}"
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def save_model(model: SynthModel, folder: str | Path, *, force: bool = False) -> Path:
+    return atomic_write_folder(folder, lambda tmp: write_model_files(model, tmp), force=force)
+
+
+# ---------------------------------------------------------------------------- loading
+
+def _read_json(path: Path, limit: int) -> Any:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelFileError(f"{path.name}: cannot read ({exc.strerror})") from None
+    if size > limit:
+        raise ModelFileError(f"{path.name}: {size} bytes is too large (limit {limit}); "
+                             "refusing to parse")
+    try:
+        return json.loads(path.read_bytes())
+    except RecursionError:
+        raise ModelFileError(f"{path.name}: JSON nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ModelFileError(f"{path.name}: not valid JSON ({exc})") from None
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise ModelFileError(f"{path.name}: truncated (no safetensors header)")
+            (n,) = struct.unpack("<Q", head)
+            if n > MAX_SAFETENSORS_HEADER:
+                raise ModelFileError(f"{path.name}: corrupt safetensors header "
+                                     f"(claims {n} bytes)")
+        out = {}
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for key in f.keys():
+                out[key] = f.get_tensor(key)
+        return out
+    except ModelFileError:
+        raise
+    except OSError as exc:
+        raise ModelFileError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
+    except Exception as exc:  # safetensors raises its own error types for corrupt data
+        raise ModelFileError(f"{path.name}: truncated or corrupt safetensors ({exc})") from None
+
+
+def _check_tensor(name: str, t: torch.Tensor, shape: tuple[int, ...]) -> None:
+    where = f"{WEIGHTS_FILE}: tensor '{name}'"
+    if t.dtype not in FLOAT_DTYPES:
+        raise ModelFileError(f"{where} has dtype {t.dtype}; expected a floating dtype")
+    if tuple(t.shape) != shape:
+        raise ModelFileError(f"{where} has shape {tuple(t.shape)}; expected {shape}")
+    if not bool(torch.isfinite(t).all()):
+        raise ModelFileError(f"{where} contains NaN or inf values")
+
+
+def load_folder(folder: str | Path, device: str | torch.device = "auto",
+                label: str | None = None) -> SynthModel:
+    folder = Path(folder).expanduser()
+    label = label or str(folder)
+    if not folder.is_dir():
+        raise ModelFileError(f"{label}: no such model folder")
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (folder / name).is_file():
+            raise ModelFileError(f"{name}: missing from {label}")
+    raw = _read_json(folder / CONFIG_FILE, MAX_CONFIG_BYTES)
+    if not isinstance(raw, dict):
+        raise ModelFileError(f"{CONFIG_FILE}: expected a JSON object")
+    try:
+        cfg = ModelConfig.from_dict(raw)
+    except (ConfigError, TypeError) as exc:
+        raise ModelFileError(f"{CONFIG_FILE}: {exc}") from None
+    tensors = _read_safetensors(folder / WEIGHTS_FILE)
+    n, d = cfg.num_features, cfg.hidden_dim
+    expected = {"feature_vectors": (n, d), "bias": (d,), "firing_probabilities": (n,)}
+    if "correlation_factor" in tensors or "correlation_diag" in tensors:
+        fac = tensors.get("correlation_factor")
+        rank = fac.shape[1] if fac is not None and fac.dim() == 2 else -1
+        expected["correlation_factor"] = (n, rank)
+        expected["correlation_diag"] = (n,)
+    missing = sorted(set(expected) - set(tensors))
+    if missing:
+        raise ModelFileError(f"{WEIGHTS_FILE}: missing tensor(s) {missing}")
+    extra = sorted(set(tensors) - set(expected))
+    if extra:
+        raise ModelFileError(f"{WEIGHTS_FILE}: unexpected tensor(s) {extra}")
+    for name, shape in expected.items():
+        _check_tensor(name, tensors[name], shape)
+    p = tensors["firing_probabilities"]
+    if bool(((p < 0) | (p > 1)).any()):
+        raise ModelFileError(f"{WEIGHTS_FILE}: firing_probabilities outside [0, 1]")
+    if "correlation_diag" in tensors and bool((tensors["correlation_diag"] <= 0).any()):
+        raise ModelFileError(f"{WEIGHTS_FILE}: correlation_diag must be positive")
+    forest = None
+    if (folder / HIERARCHY_FILE).is_file():
+        forest = Forest.from_dict(_read_json(folder / HIERARCHY_FILE, MAX_HIERARCHY_BYTES), n,
+                                  where=HIERARCHY_FILE)
+    dt = cfg.torch_dtype
+    model = SynthModel(
+        cfg=cfg, feature_vectors=tensors["feature_vectors"], bias=tensors["bias"],
+        firing_probabilities=p,
+        mean_magnitudes=magnitude_values(cfg.mean_firing_magnitudes, n, cfg.sub_seed(2)).to(dt),
+        std_magnitudes=magnitude_values(cfg.std_firing_magnitudes, n, cfg.sub_seed(1)).to(dt),
+        forest=forest, correlation_factor=tensors.get("correlation_factor"),
+        correlation_diag=tensors.get("correlation_diag"), device=resolve_device(device),
+        notes={"source": label})
+    try:
+        validate_rescale(model)
+    except ConfigError as exc:
+        raise ModelFileError(f"{label}: {exc}") from None
+    return model
+
+
+# ---------------------------------------------------------------------------- the Hub
+
+def parse_hub_id(source: str) -> tuple[str, str | None]:
+    repo, _, sub = source.partition(":")
+    parts = repo.split("/")
+    if len(parts) != 2 or not all(parts) or any(p in (".", "..") for p in parts):
+        raise ConfigError(f"{source!r} is not a preset, a local folder, or a Hub id "
+                          "like 'owner/name' or 'owner/name:subfolder'")
+    sub = sub.strip("/") or None
+    if sub is not None and any(p in ("", ".", "..") for p in sub.split("/")):
+        raise ConfigError(f"invalid Hub subfolder {sub!r}")
+    return repo, sub
+
+
+def download_from_hub(repo_id: str, subfolder: str | None) -> Path:
+    """Fetch the model files into huggingface_hub's cache and return a folder holding them."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub import errors as hf_errors
+
+    prefix = f"{subfolder}/" if subfolder else ""
+    where = f"{repo_id}/{prefix}".rstrip("/")
+    paths: dict[str, str] = {}
+    # the cache first, so a cached model loads with no network round trip at all
+    for local_only in (True, False):
+        for name in MODEL_FILES:
+            if name in paths:
+                continue
+            try:
+                paths[name] = hf_hub_download(repo_id=repo_id, filename=prefix + name,
+                                              local_files_only=local_only)
+            except hf_errors.LocalEntryNotFoundError:  # subclass of EntryNotFoundError: first
+                if local_only:
+                    continue
+                if name == HIERARCHY_FILE and CONFIG_FILE in paths:
+                    continue  # offline with the required files cached; hierarchy is optional
+                raise HubError(f"{where}: cannot reach the Hugging Face Hub and {prefix}{name} "
+                               "is not in the local cache (offline or no network)") from None
+            except hf_errors.EntryNotFoundError:
+                if name == HIERARCHY_FILE:
+                    paths.setdefault("_no_hierarchy", "")
+                    continue
+                raise HubError(f"{where}: {name} not found in the repo") from None
+            except hf_errors.GatedRepoError:
+                raise HubError(f"{repo_id}: the repo is gated; log in with access to it") from None
+            except hf_errors.RepositoryNotFoundError:
+                raise HubError(f"{repo_id}: repo not found, or it is private and you are not "
+                               "logged in with access") from None
+            except hf_errors.RevisionNotFoundError:
+                raise HubError(f"{repo_id}: revision not found") from None
+            except (hf_errors.HfHubHTTPError, OSError) as exc:
+                raise HubError(f"{where}: download of {name} failed ({type(exc).__name__})") from None
+        if CONFIG_FILE in paths and WEIGHTS_FILE in paths and (
+                HIERARCHY_FILE in paths or not local_only):
+            break
+    paths.pop("_no_hierarchy", None)
+    folder = Path(paths[CONFIG_FILE]).parent
+    if all(Path(p).parent == folder for p in paths.values()):
+        return folder
+    tmp = Path(tempfile.mkdtemp(prefix="synthviz-hub-"))
+    for name, p in paths.items():
+        shutil.copy(p, tmp / name)
+    return tmp
+
+
+def load_hub(source: str, device: str | torch.device = "auto") -> SynthModel:
+    repo, sub = parse_hub_id(source)
+    folder = download_from_hub(repo, sub)
+    return load_folder(folder, device=device, label=source)
+
+
+# ---------------------------------------------------------------------------- dispatch
+
+def looks_like_path(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~", ".\\")) or "\\" in source or Path(source).exists()
+
+
+def load(source: str | Path | ModelConfig, device: str | torch.device = "auto",
+         progress=None) -> SynthModel:
+    """A model from a preset name, a local folder, a Hub id (`repo` or `repo:subfolder`), or a config."""
+    from synthviz.model import build_model
+    from synthviz import presets
+
+    if isinstance(source, ModelConfig):
+        return build_model(source, device=device, progress=progress)
+    if isinstance(source, Path):
+        return load_folder(source, device=device)
+    if not isinstance(source, str) or not source.strip():
+        raise ConfigError(f"model source must be a non-empty string, got {source!r}")
+    source = source.strip()
+    if source in presets.PRESETS:
+        return presets.load_preset(source, device=device, progress=progress)
+    if looks_like_path(source):
+        return load_folder(source, device=device)
+    return load_hub(source, device=device)
