@@ -195,7 +195,8 @@ def to_coo(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, batch: in
            ) -> torch.Tensor:
     order = torch.argsort(rows * n + cols)
     idx = torch.stack([rows[order], cols[order]])
-    return torch.sparse_coo_tensor(idx, vals[order], (batch, n), is_coalesced=True)
+    return torch.sparse_coo_tensor(idx, vals[order], (batch, n), is_coalesced=True,
+                                   check_invariants=False)
 
 
 # ---------------------------------------------------------------------------- dense (reference)
