@@ -61,29 +61,7 @@ def build_tables(p: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
     diag_sqrt = diag.clamp(min=0).sqrt() if diag is not None else None
     n = p.shape[0]
     if forest is not None:
-        top = (forest.parent < 0).nonzero().squeeze(1).to(device)
-        ptr, idx = (x.to(device) for x in forest.csr)
-        has_kids = (ptr[1:] > ptr[:-1])
-        me = forest.me_mask.to(device)
-        rescale = forest.rescale_mask.to(device)
-        levels, me_levels = [], []
-        for depth, nodes in enumerate(forest.levels):
-            if depth > 0:
-                f = torch.tensor(nodes, dtype=torch.long)
-                levels.append((f.to(device), forest.parent[f].to(device)))
-            groups = [(q, forest.children[q]) for q in nodes
-                      if q in forest.me and len(forest.children.get(q, [])) >= 2]
-            if groups:
-                k = max(len(c) for _, c in groups)
-                sib = torch.zeros(len(groups), k, dtype=torch.long)
-                valid = torch.zeros(len(groups), k, dtype=torch.bool)
-                for g, (_, kids) in enumerate(groups):
-                    sib[g, :len(kids)] = torch.tensor(kids)
-                    valid[g, :len(kids)] = True
-                pars = torch.tensor([q for q, _ in groups], dtype=torch.long)
-                me_levels.append((pars.to(device), sib.to(device), valid.to(device)))
-            else:
-                me_levels.append(None)
+        top, ptr, idx, has_kids, me, rescale, levels, me_levels = forest_tables(forest, device)
     else:
         top = torch.arange(n, device=device)
         ptr = idx = has_kids = me = rescale = None
@@ -95,6 +73,38 @@ def build_tables(p: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
         top_s=diag_sqrt[top].contiguous() if diag_sqrt is not None else None,
         top_t=t[top].contiguous(), top_p=p[top].contiguous(), ptr=ptr, idx=idx,
         has_kids=has_kids, me=me, rescale=rescale, levels=levels, me_levels=me_levels)
+
+
+def forest_tables(forest: Forest, device: torch.device):
+    """The hierarchy's index tensors on `device`, cached on the forest (shared by variations)."""
+    cache = forest.__dict__.setdefault("_device_tables", {})
+    if device in cache:
+        return cache[device]
+    top = (forest.parent < 0).nonzero().squeeze(1).to(device)
+    ptr, idx = (x.to(device) for x in forest.csr)
+    has_kids = ptr[1:] > ptr[:-1]
+    levels, me_levels = [], []
+    for depth, nodes in enumerate(forest.levels):
+        if depth > 0:
+            f = torch.tensor(nodes, dtype=torch.long)
+            levels.append((f.to(device), forest.parent[f].to(device)))
+        groups = [(q, forest.children[q]) for q in nodes
+                  if q in forest.me and len(forest.children.get(q, [])) >= 2]
+        if groups:
+            k = max(len(c) for _, c in groups)
+            sib = torch.zeros(len(groups), k, dtype=torch.long)
+            valid = torch.zeros(len(groups), k, dtype=torch.bool)
+            for g, (_, kids) in enumerate(groups):
+                sib[g, :len(kids)] = torch.tensor(kids)
+                valid[g, :len(kids)] = True
+            pars = torch.tensor([q for q, _ in groups], dtype=torch.long)
+            me_levels.append((pars.to(device), sib.to(device), valid.to(device)))
+        else:
+            me_levels.append(None)
+    out = (top, ptr, idx, has_kids, forest.me_mask.to(device), forest.rescale_mask.to(device),
+           levels, me_levels)
+    cache[device] = out
+    return out
 
 
 # ---------------------------------------------------------------------------- sparse (fast)
