@@ -62,11 +62,25 @@ def load_with_variation(args: argparse.Namespace):
     try:
         from synthviz.variations import variation_from_args
     except ImportError:
-        return model
+        return warn_notes(model)
     variation = variation_from_args(args)
     if variation is None or variation.is_identity():
-        return model
-    return variation.apply(model, progress=progress)
+        return warn_notes(model)
+    return warn_notes(variation.apply(model, progress=progress))
+
+
+def warn_notes(model):
+    """Show on stderr what building changed silently: clamped probabilities, rescaled rows."""
+    notes = getattr(model, "notes", {}) or {}
+    clamped = notes.get("probabilities_clamped") or 0
+    if clamped:
+        print(f"synthviz: warning: {clamped} firing probabilities would exceed 1 after hierarchy "
+              "compensation and were clamped to 1", file=sys.stderr)
+    rescaled = notes.get("correlation_rows_rescaled") or 0
+    if rescaled:
+        print(f"synthviz: warning: {rescaled} correlation rows were rescaled so that every "
+              "c_i >= 0.01; lower the correlation rank or scale to avoid it", file=sys.stderr)
+    return model
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -168,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         print("synthviz: error: out of memory; use fewer samples or a smaller model",
               file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, permission denied, a folder vanishing mid-export
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"synthviz: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
 
 

@@ -198,6 +198,10 @@ class Forest:
             kids = nd.get("children", [])
             if not isinstance(kids, list):
                 raise ModelFileError(f"{where}: children of feature {f} must be a list")
+            for flag in ("mutually_exclusive_children", "scale_children_by_parent"):
+                if not isinstance(nd.get(flag, False), bool):
+                    raise ModelFileError(f"{where}: {flag} of feature {f} must be true or false, "
+                                         f"got {nd[flag]!r}")
             if nd.get("mutually_exclusive_children", False):
                 if len(kids) < 2:
                     raise ModelFileError(

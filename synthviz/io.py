@@ -8,10 +8,14 @@ interrupted save leaves either the old state or the complete new one.
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import glob
 import json
 import os
 import shutil
 import struct
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -63,29 +67,118 @@ def atomic_write_folder(target: str | Path, write, *, force: bool = False) -> Pa
     """Call write(tmp_folder) then move tmp_folder to `target` in one rename.
 
     Refuses a non-empty target unless `force`; with `force` the old folder is replaced only after
-    the new one is complete.
+    the new one is complete (one atomic exchange on Linux), and never a folder with subfolders
+    (see `_check_replaceable`). A kill at any moment leaves `target` as it was or complete.
     """
     target = Path(target).expanduser().absolute()
     if target.exists() and not target.is_dir():
         raise SynthvizError(f"export target {target} exists and is not a folder")
-    if target.is_dir() and any(target.iterdir()) and not force:
-        raise SynthvizError(f"export target {target} is not empty; choose an empty folder or "
-                            "pass --force to replace it")
+    if target.is_dir() and any(target.iterdir()):
+        if not force:
+            raise SynthvizError(f"export target {target} is not empty; choose an empty folder or "
+                                "pass --force to replace it")
+        _check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    _remove_stale_temps(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         write(tmp)
+        _fsync_tree(tmp)
         if target.exists():
-            old = target.parent / f".{target.name}.old-{os.getpid()}"
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            if _exchange(tmp, target):
+                shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old folder
+            else:
+                old = target.parent / f".{target.name}.old-{os.getpid()}"
+                os.rename(target, old)
+                try:
+                    os.rename(tmp, target)
+                except BaseException:
+                    os.rename(old, target)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, target)
+        _fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _check_replaceable(target: Path) -> None:
+    """With force, replace only a flat folder of files (what an export is), never one holding
+    subfolders, the home folder, or the working folder and its parents, so a mistyped `--out`
+    with `--force` cannot delete a project or a home directory."""
+    resolved = target.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved in (Path.home().resolve(), cwd, *cwd.parents):
+        raise SynthvizError(f"export target {target} is the home or working folder or one of its "
+                            "parents; refusing to replace it even with --force")
+    subdirs = sorted(e.name for e in target.iterdir() if e.is_dir())
+    if subdirs:
+        raise SynthvizError(f"export target {target} holds subfolder {subdirs[0]!r}, so it is not "
+                            "a model export; refusing to replace it even with --force (choose "
+                            "another folder or empty it yourself)")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False when unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+        return False  # the filesystem or kernel cannot exchange; use two renames
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _fsync_tree(folder: Path) -> None:
+    # the new files reach the disk before the rename that publishes them
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a directory
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Remove temp and old folders that a killed earlier write of `target` left behind."""
+    for kind in ("tmp", "old"):
+        prefix = f".{target.name}.{kind}-"
+        for path in target.parent.glob(glob.escape(prefix) + "*"):
+            pid = path.name[len(prefix):].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists but belongs to someone else
+    return True
 
 
 def save_model(model: SynthModel, folder: str | Path, *, force: bool = False) -> Path:
@@ -103,11 +196,64 @@ def _read_json(path: Path, limit: int) -> Any:
         raise ModelFileError(f"{path.name}: {size} bytes is too large (limit {limit}); "
                              "refusing to parse")
     try:
-        return json.loads(path.read_bytes())
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            raise ModelFileError(f"{path.name}: larger than {limit} bytes; refusing to parse")
+        return json.loads(data)
+    except OSError as exc:
+        raise ModelFileError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
     except RecursionError:
         raise ModelFileError(f"{path.name}: JSON nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise ModelFileError(f"{path.name}: not valid JSON ({exc})") from None
+
+
+SAFETENSORS_FLOAT = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16,
+                     "BF16": torch.bfloat16}
+
+
+def _safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{name: (dtype code, shape)} from the header alone, checking it against the file size."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise ModelFileError(f"{path.name}: truncated (no safetensors header)")
+            (n,) = struct.unpack("<Q", head)
+            if n > MAX_SAFETENSORS_HEADER:
+                raise ModelFileError(f"{path.name}: corrupt safetensors header "
+                                     f"(claims {n} bytes)")
+            if 8 + n > size:
+                raise ModelFileError(f"{path.name}: truncated (header claims {n} bytes, file "
+                                     f"has {size})")
+            raw = fh.read(n)
+    except OSError as exc:
+        raise ModelFileError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ModelFileError(f"{path.name}: corrupt safetensors header (not valid JSON)") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path.name}: corrupt safetensors header (not an object)")
+    out = {}
+    data_len = size - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (start, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+            ok = all(isinstance(x, int) and x >= 0 for x in (*shape, start, end))
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok or not isinstance(dtype, str):
+            raise ModelFileError(f"{path.name}: corrupt safetensors header entry for {name!r}")
+        if end > data_len:
+            raise ModelFileError(f"{path.name}: truncated (tensor {name!r} runs past the end "
+                                 "of the file)")
+        out[name] = (dtype, shape)
+    return out
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -143,14 +289,29 @@ def _check_tensor(name: str, t: torch.Tensor, shape: tuple[int, ...]) -> None:
         raise ModelFileError(f"{where} contains NaN or inf values")
 
 
+def _check_load_memory(path: Path, n: int, d: int) -> None:
+    """Refuse, with the figure, a model whose tensors would not fit in memory."""
+    from synthviz.model import _available_memory
+
+    need = path.stat().st_size + 2 * n * 4 * 3  # the tensors plus per-feature magnitudes/tables
+    avail = _available_memory()
+    if avail is not None and need > 0.8 * avail:
+        raise ModelFileError(f"{WEIGHTS_FILE}: a {n} x {d} model needs about "
+                             f"{need / 2**30:.1f} GiB to load, but only "
+                             f"{avail / 2**30:.1f} GiB is available")
+
+
 def load_folder(folder: str | Path, device: str | torch.device = "auto",
                 label: str | None = None) -> SynthModel:
     folder = Path(folder).expanduser()
     label = label or str(folder)
     if not folder.is_dir():
         raise ModelFileError(f"{label}: no such model folder")
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        if not (folder / name).is_file():
+    for name in MODEL_FILES:
+        path = folder / name
+        if path.exists() and not path.is_file():
+            raise ModelFileError(f"{name}: not a regular file (in {label})")
+        if not path.is_file() and name != HIERARCHY_FILE:
             raise ModelFileError(f"{name}: missing from {label}")
     raw = _read_json(folder / CONFIG_FILE, MAX_CONFIG_BYTES)
     if not isinstance(raw, dict):
@@ -159,20 +320,29 @@ def load_folder(folder: str | Path, device: str | torch.device = "auto",
         cfg = ModelConfig.from_dict(raw)
     except (ConfigError, TypeError) as exc:
         raise ModelFileError(f"{CONFIG_FILE}: {exc}") from None
-    tensors = _read_safetensors(folder / WEIGHTS_FILE)
+    header = _safetensors_header(folder / WEIGHTS_FILE)
     n, d = cfg.num_features, cfg.hidden_dim
     expected = {"feature_vectors": (n, d), "bias": (d,), "firing_probabilities": (n,)}
-    if "correlation_factor" in tensors or "correlation_diag" in tensors:
-        fac = tensors.get("correlation_factor")
-        rank = fac.shape[1] if fac is not None and fac.dim() == 2 else -1
+    if "correlation_factor" in header or "correlation_diag" in header:
+        fac = header.get("correlation_factor")
+        rank = fac[1][1] if fac is not None and len(fac[1]) == 2 else -1
         expected["correlation_factor"] = (n, rank)
         expected["correlation_diag"] = (n,)
-    missing = sorted(set(expected) - set(tensors))
+    missing = sorted(set(expected) - set(header))
     if missing:
         raise ModelFileError(f"{WEIGHTS_FILE}: missing tensor(s) {missing}")
-    extra = sorted(set(tensors) - set(expected))
+    extra = sorted(set(header) - set(expected))
     if extra:
         raise ModelFileError(f"{WEIGHTS_FILE}: unexpected tensor(s) {extra}")
+    for name, shape in expected.items():
+        dtype, got = header[name]
+        where = f"{WEIGHTS_FILE}: tensor '{name}'"
+        if dtype not in SAFETENSORS_FLOAT:
+            raise ModelFileError(f"{where} has dtype {dtype}; expected a floating dtype")
+        if got != shape:
+            raise ModelFileError(f"{where} has shape {got}; expected {shape}")
+    _check_load_memory(folder / WEIGHTS_FILE, n, d)
+    tensors = _read_safetensors(folder / WEIGHTS_FILE)
     for name, shape in expected.items():
         _check_tensor(name, tensors[name], shape)
     p = tensors["firing_probabilities"]

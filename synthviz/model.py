@@ -93,6 +93,7 @@ class SynthModel:
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(hidden [B, D], rows, cols, values) of the active features."""
         _check_batch(batch_size)
+        check_sample_memory(self, batch_size, method)
         gen = self._gen(seed, generator)
         tb = self.tables()
         if method == "sparse":
@@ -207,7 +208,63 @@ def check_memory(num_features: int, hidden_dim: int) -> None:
             f"but only {avail / 2**30:.1f} GiB is available")
 
 
-def _available_memory() -> int | None:
+def l0_upper_bound(model: SynthModel) -> float:
+    """An upper estimate of the mean number of active features per sample (cached per model).
+
+    Each feature fires at most at p times its parent's rate; an ME parent contributes at most
+    its own rate in children. Used only to size memory, so a loose bound is fine.
+    """
+    cached = model._tables.get("l0_bound")
+    if cached is not None:
+        return cached
+    p = model.firing_probabilities.detach().double().cpu()
+    q = p.clone()
+    f = model.forest
+    if f is not None:
+        for nodes in f.levels[1:]:
+            idx = torch.tensor(nodes, dtype=torch.long)
+            par = f.parent[idx]
+            q[idx] = p[idx] * q[par]
+            s = torch.zeros_like(q).index_add_(0, par, q[idx])
+            over = f.me_mask[par] & (s[par] > q[par])
+            q[idx] = torch.where(over, q[idx] * q[par] / s[par].clamp(min=1e-300), q[idx])
+    bound = float(q.sum())
+    model._tables["l0_bound"] = bound
+    return bound
+
+
+def estimate_sample_bytes(model: SynthModel, batch_size: int, method: str = "sparse") -> int:
+    """Peak working memory of one `sample_entries(batch_size)` call, generously estimated."""
+    d, n = model.hidden_dim, model.num_features
+    r = 0 if model.correlation_factor is None else model.correlation_factor.shape[1]
+    per = 8 * d + 4 * r  # hidden output and embedding_bag result, copula factors
+    if method == "dense":
+        per += 21 * n  # eta, noise, activations (float32) and the fired mask
+    # rows, cols (int64), values, sort order and index copies per active entry; 2x for safety
+    per += int(2 * 64 * l0_upper_bound(model))
+    return batch_size * per
+
+
+def check_sample_memory(model: SynthModel, batch_size: int, method: str = "sparse") -> None:
+    need = estimate_sample_bytes(model, batch_size, method)
+    if need < (256 << 20):  # ordinary batches never read the memory figures
+        return
+    avail = _available_memory(model.device)
+    if avail is not None and need > 0.8 * avail:
+        per = max(1, need // batch_size)
+        fits = max(1, int(0.5 * avail) // per)
+        raise ConfigError(
+            f"sampling {batch_size} samples at once needs about {need / 2**30:.1f} GiB "
+            f"({per} bytes per sample), but only {avail / 2**30:.1f} GiB is available; "
+            f"sample in batches of at most {fits}")
+
+
+def _available_memory(device: torch.device | None = None) -> int | None:
+    if device is not None and device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except Exception:  # no driver or no such device: fall back to host memory
+            pass
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
