@@ -1,7 +1,10 @@
-"""Named models: the base SynthSAEBench-16k and its variations.
+"""Named models: the base SynthSAEBench-16k and its variations (the seed's 17, plus base-v1 and
+two later misc models).
 
 The base is built locally from its published config (100 orthogonalization steps) and cached on
-disk, keyed by config and seed, so later starts load it from the cache in a second or so.
+disk, keyed by config and seed, so later starts load it from the cache in a second or so. Every
+other preset is a `Variation` applied to the base: cheap ones (std, truncation, rel-p, hierarchy)
+share the base's tensors; new dictionaries (d-*) and L0 solutions (misc) are cached on disk.
 """
 
 from __future__ import annotations
@@ -15,8 +18,18 @@ import torch
 from synthviz.cache import model_cache_dir
 from synthviz.config import ModelConfig, base_config
 from synthviz.errors import ConfigError, ModelFileError
+from synthviz.variations import Variation
 
 log = logging.getLogger(__name__)
+
+FAMILIES = {
+    "base": "the base model",
+    "firing-magnitude-stdev": "constant firing-magnitude std for every feature",
+    "superposition": "hidden dimension changed (new dictionary; more or less superposition)",
+    "truncate-num-features": "the first N features of the base",
+    "relative-firing-probability": "base firing probabilities times k (L0 scales by about k)",
+    "misc": "new hierarchy with firing probabilities solved for a target L0 and first-4096 L0",
+}
 
 
 @dataclass(frozen=True)
@@ -24,13 +37,77 @@ class Preset:
     name: str
     family: str
     description: str
+    variation: Variation | None = None  # applied to `base`; None is the base itself
+    base: str = "base"
 
 
-PRESETS: dict[str, Preset] = {
-    "base": Preset("base", "base", "SynthSAEBench-16k as the paper configures it: 16384 features, "
-                   "D=768, Zipfian p (0.5, 0.4 to 5e-4), 128 roots x 4-way x depth 3 with ME and "
-                   "child rescaling, rank-25 copula, 100 orthogonalization steps, seed 42."),
-}
+def _p(name, family, description, **variation) -> Preset:
+    return Preset(name, family, description, Variation(**variation) if variation else None)
+
+
+_MISC_COMMON = ("Reconstruction: the published config is not available here, so the name "
+                "defines the targets (roots-branching, ME portion, L0, first-4096 L0). "
+                "Everything not named is the base's: dictionary, magnitudes, copula, seed, "
+                "ME from depth 0 with no max depth, probability compensation and child "
+                "rescaling on (the base's settings). Firing probabilities are Zipfian with the "
+                "base's exponent 0.5; max_prob and min_prob are solved by synthviz.l0_target "
+                "so that the sampled L0 and first-4096 L0 hit the targets.")
+
+PRESETS: dict[str, Preset] = {p.name: p for p in [
+    _p("base", "base",
+       "SynthSAEBench-16k as the paper configures it: 16384 features, D=768, Zipfian p (0.5, "
+       "0.4 to 5e-4), 128 roots x 4-way x depth 3 with ME and child rescaling, rank-25 copula, "
+       "100 orthogonalization steps, seed 42."),
+    _p("base-v1", "base",
+       "The base without child rescaling (scale_children_by_parent false), like the v1 upload "
+       "decoderesearch/synth-sae-bench-16k-v1 that the seed's variations were made from. Same "
+       "tensors as the base.", rescale=False),
+    *[_p(f"std-{s:g}", "firing-magnitude-stdev",
+         f"Every feature's firing-magnitude std is the constant {s:g} (the base draws a "
+         "per-feature std from a folded normal with mean 0.5). Nothing else changes.", std=s)
+      for s in (0.0, 0.1, 0.5, 2.5)],
+    *[_p(f"d-{d}", "superposition",
+         f"Hidden dim {d} (base 768): a new 16384 x {d} dictionary drawn with the base's seed "
+         "(equal to what sae_lens builds with hidden_dim={d}), orthogonalized with the base's "
+         "settings (100 Adam steps, lr 3e-4); the bias is redrawn at this dim with norm 0.5. "
+         "Probabilities, magnitudes, hierarchy and correlation are the base's.", hidden_dim=d)
+      for d in (512, 1024, 1536)],
+    *[_p(f"n-{n}", "truncate-num-features",
+         f"The first {n} features of the base: dictionary rows, stored probabilities, "
+         "magnitudes, correlation rows, and the hierarchy pruned to indices below "
+         f"{n} (a parent left with fewer than 2 children loses ME).", num_features=n)
+      for n in (4096, 8192)],
+    *[_p(f"rel-p-{k:g}", "relative-firing-probability",
+         f"Base firing probabilities (before hierarchy compensation) times {k:g}, then "
+         "compensated as the base is and clamped to 1 (the clamped count is in the model's "
+         f"notes). L0 scales by about {k:g}.", rel_p=k)
+      for k in (0.1, 0.25, 0.5, 0.75, 1.25, 1.5)],
+    _p("hierarchy-128-128-me-1.0-l0-40-4kl0-25", "misc",
+       "128 roots with 128 children each, depth 1 (128 + 128 x 128 exceeds 16384, so every "
+       "feature is in a tree and the last root gets no children; depth 1 is the only depth "
+       "this naming allows), all parents ME; target L0 40, first-4096 L0 25. " + _MISC_COMMON,
+       roots=128, branching=128, depth=1, me_portion=1.0, target_l0=40.0,
+       target_l0_first_k=25.0),
+    _p("rand-hierarchy-16-4-32-me-0.75-l0-30-4kl0-24", "misc",
+       "16 roots, each parent with a uniformly random 4 to 32 children, max depth 3 (chosen "
+       "as the base's depth; the 16384 features run out during depth 3, so a larger depth "
+       "gives the same forest), 75% of eligible parents ME; target L0 30, first-4096 L0 24. "
+       + _MISC_COMMON,
+       roots=16, branching=(4, 32), depth=3, me_portion=0.75, target_l0=30.0,
+       target_l0_first_k=24.0),
+    _p("hierarchy-1024-8-1l-me-1.0-l0-36-4kl0-25", "misc",
+       "1024 roots with 8 children each, depth 1 ('1l' read as max depth 1: 9216 features "
+       "in trees, the other 7168 free), all parents ME; target L0 36, first-4096 L0 25. "
+       + _MISC_COMMON,
+       roots=1024, branching=8, depth=1, me_portion=1.0, target_l0=36.0,
+       target_l0_first_k=25.0),
+    _p("hierarchy-128-2-6l-me-1.0-l0-34-4kl0-25", "misc",
+       "128 roots, binary branching, depth 6 ('6l' read as max depth 6: 128 x 127 = 16256 "
+       "features in trees, 128 free), all parents ME; target L0 34, first-4096 L0 25. "
+       + _MISC_COMMON,
+       roots=128, branching=2, depth=6, me_portion=1.0, target_l0=34.0,
+       target_l0_first_k=25.0),
+]}
 
 
 def build_cached(cfg: ModelConfig, device="auto", progress: Callable | None = None):
@@ -49,7 +126,7 @@ def build_cached(cfg: ModelConfig, device="auto", progress: Callable | None = No
     model = build_model(cfg, device=device, progress=progress)
     try:
         save_model(model, folder, force=True)
-    except OSError as exc:
+    except (OSError, ModelFileError) as exc:
         log.warning("could not write the model cache at %s: %s", folder, exc)
     return model
 
@@ -57,9 +134,17 @@ def build_cached(cfg: ModelConfig, device="auto", progress: Callable | None = No
 def load_preset(name: str, device="auto", progress: Callable | None = None):
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; run `synthviz presets` for the list")
-    if name == "base":
-        return build_cached(base_config(), device=device, progress=progress)
-    raise ConfigError(f"preset {name!r} is not available")
+    preset = PRESETS[name]
+    if preset.base != "base":
+        base = load_preset(preset.base, device=device, progress=progress)
+    else:
+        base = build_cached(base_config(), device=device, progress=progress)
+        base.notes["preset"] = "base"
+    if preset.variation is None:
+        return base
+    model = preset.variation.apply(base, progress=progress)
+    model.notes["preset"] = name
+    return model
 
 
 def default_device() -> torch.device:

@@ -1,0 +1,388 @@
+"""Export a model in the sae_lens Hub format with a model card, and push a folder to the Hub.
+
+`export_model` writes `synthetic_model_config.json`, `synthetic_model.safetensors`,
+`hierarchy.json` and a `README.md` model card, atomically. The config must be truthful: sae_lens
+regenerates the per-feature magnitudes from it (they are not stored), so the export refuses a
+model whose config would not regenerate exactly the magnitudes synthviz uses, and it writes a
+hierarchy config that describes the stored forest.
+
+`push_folder` uploads through `huggingface_hub.HfApi` with the user's normal login (cached token
+or HF_TOKEN). synthviz never reads, prints or writes the token; error messages are scrubbed of
+anything that looks like one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from synthviz.config import HierarchyConfig, ModelConfig, magnitude_values
+from synthviz.errors import ConfigError, HubError, ModelFileError, SynthvizError
+from synthviz.hierarchy import Forest
+from synthviz.model import SynthModel
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]
+CARD_FILE = "README.md"
+HUB_PLACEHOLDER = "<owner>/<repo>"
+_TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{8,}")
+_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+# ---------------------------------------------------------------------------- paths
+
+def safe_export_path(root: str | Path, name: str) -> Path:
+    """root/name for a user-given export name; rejects anything that could leave `root`."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("export name must be a non-empty string")
+    name = name.strip()
+    if (name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+            or name.startswith("~") or Path(name).is_absolute() or ":" in name):
+        raise ConfigError(f"export name {name!r} must be a plain folder name (no '..', no "
+                          "absolute path, no path separators)")
+    base = Path(root).expanduser().resolve()
+    target = (base / name).resolve()
+    if target.parent != base:
+        raise ConfigError(f"export name {name!r} escapes the export folder {base}")
+    return target
+
+
+# ---------------------------------------------------------------------------- truthful config
+
+def forest_hierarchy_config(forest: Forest, compensate: bool) -> HierarchyConfig:
+    """A hierarchy config describing a stored forest (for models whose config has none)."""
+    counts = [len(k) for p, k in forest.children.items() if k]
+    lo, hi = (min(counts), max(counts)) if counts else (2, 2)
+    lo = max(lo, 2)
+    hi = max(hi, lo)
+    parents = [p for lvl in forest.levels[:-1] for p in lvl] if forest.max_depth > 0 else []
+    eligible = [p for p in parents if len(forest.children.get(p, [])) >= 2]
+    me = len([p for p in eligible if p in forest.me])
+    return HierarchyConfig(
+        total_root_nodes=len(forest.roots), branching_factor=lo if lo == hi else (lo, hi),
+        max_depth=max(forest.max_depth, 1),
+        mutually_exclusive_portion=me / len(eligible) if eligible else 0.0,
+        compensate_probabilities=compensate, scale_children_by_parent=bool(forest.rescale))
+
+
+def export_config(model: SynthModel) -> ModelConfig:
+    """The config to write; raises SynthvizError if it would not reproduce `model` in sae_lens."""
+    cfg = model.cfg
+    n, d = model.num_features, model.hidden_dim
+    if (cfg.num_features, cfg.hidden_dim) != (n, d):
+        raise SynthvizError(f"cannot export: config says {cfg.num_features} x {cfg.hidden_dim} "
+                            f"but the dictionary is {n} x {d}")
+    forest = model.forest if model.forest is not None and model.forest.roots else None
+    if forest is None:
+        # without hierarchy.json sae_lens would generate a forest from a non-null config
+        cfg = cfg.replace(hierarchy=None)
+    elif cfg.hierarchy is None:
+        cfg = cfg.replace(hierarchy=forest_hierarchy_config(forest, compensate=False))
+    for label, spec, values, offset in (
+            ("mean", cfg.mean_firing_magnitudes, model.mean_magnitudes, 2),
+            ("std", cfg.std_firing_magnitudes, model.std_magnitudes, 1)):
+        regen = magnitude_values(spec, n, cfg.sub_seed(offset)).to(values.dtype)
+        if not torch.equal(regen, values.detach().cpu()):
+            diff = float((regen - values.detach().cpu()).abs().max())
+            raise SynthvizError(
+                f"cannot export truthfully: the config's {label} firing magnitudes regenerate "
+                f"values up to {diff:.3g} away from the model's, and sae_lens regenerates them "
+                "from the config")
+    return cfg
+
+
+# ---------------------------------------------------------------------------- measuring
+
+def _vectors_digest(vectors: torch.Tensor) -> str:
+    data = vectors.detach().float().cpu().contiguous().numpy().tobytes()
+    return hashlib.sha256(data).hexdigest()
+
+
+def cached_rho_mm(vectors: torch.Tensor) -> float:
+    """rho_mm (mean over features of the largest |cos| with another), disk-cached by content."""
+    from synthviz.cache import model_cache_dir
+    from synthviz.stats.summary import rho_mm
+
+    path = model_cache_dir({"rho_mm": 1, "vectors": _vectors_digest(vectors)}) / "rho_mm.json"
+    try:
+        return float(json.loads(path.read_text())["rho_mm"])
+    except (OSError, ValueError, KeyError):
+        pass
+    value = rho_mm(vectors)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"rho_mm": value}))
+        tmp.replace(path)
+    except OSError as exc:
+        log.warning("could not cache rho_mm at %s: %s", path, exc)
+    return value
+
+
+def measure(model: SynthModel, samples: int, seed: int = 0, first_k: int = 4096,
+            progress: Progress | None = None) -> dict[str, Any]:
+    """The model card's numbers: sampled L0 and first-K L0 (with standard errors), exact rho_mm."""
+    from synthviz.l0_target import measure_l0
+
+    out: dict[str, Any] = {"rho_mm": cached_rho_mm(model.feature_vectors)}
+    if samples:
+        m = measure_l0(model, samples, first_k=first_k, seed=seed, progress=progress)
+        out.update(l0=m["l0"], l0_se=m["l0_se"], l0_first_k=m["l0_first_k"],
+                   l0_first_k_se=m["l0_first_k_se"], samples=m["samples"], seed=seed,
+                   first_k=first_k)
+    return out
+
+
+# ---------------------------------------------------------------------------- the model card
+
+def _gen_words(spec: Any) -> str:
+    if isinstance(spec, (int, float)):
+        return f"constant {spec:g}"
+    d = spec.to_dict()
+    name = d.pop("generator_name")
+    args = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in d.items() if v is not None)
+    return f"{name} ({args})"
+
+
+def _structure_lines(model: SynthModel, cfg: ModelConfig) -> list[str]:
+    lines = [f"- **Features**: {model.num_features:,}",
+             f"- **Hidden dimension**: {model.hidden_dim}",
+             f"- **Firing probabilities**: {_gen_words(cfg.firing_probability)} before hierarchy "
+             "compensation; the stored `firing_probabilities` are after it",
+             f"- **Mean firing magnitudes**: {_gen_words(cfg.mean_firing_magnitudes)}",
+             f"- **Firing-magnitude std**: {_gen_words(cfg.std_firing_magnitudes)}"]
+    f, h = model.forest, cfg.hierarchy
+    if f is not None and f.roots and h is not None:
+        b = h.branching_factor
+        bw = f"{b[0]}-{b[1]} (random)" if isinstance(b, tuple) else str(b)
+        lines.append(
+            f"- **Hierarchy**: {len(f.roots)} roots, branching {bw}, max depth {f.max_depth}, "
+            f"{f.num_nodes:,} features in trees, {len(f.me_groups())} ME parents, "
+            f"compensation {'on' if h.compensate_probabilities else 'off'}, child rescaling "
+            f"{'on' if f.rescale else 'off'}")
+    else:
+        lines.append("- **Hierarchy**: none")
+    if model.correlation_factor is not None:
+        scale = cfg.correlation.correlation_scale if cfg.correlation else "?"
+        lines.append(f"- **Correlation**: low-rank Gaussian copula, rank "
+                     f"{model.correlation_factor.shape[1]}, scale {scale}")
+    else:
+        lines.append("- **Correlation**: none")
+    o = cfg.orthogonalization
+    lines.append(f"- **Orthogonalization**: {o.num_steps} Adam steps, lr {o.lr:g}" if o else
+                 "- **Orthogonalization**: none")
+    lines.append(f"- **Bias norm**: {cfg.bias}; **seed**: {cfg.seed}; **dtype**: {cfg.dtype}")
+    return lines
+
+
+def _hub_snippet(repo_id: str, path: str | None) -> str:
+    if path:
+        return f'model = SyntheticModel.from_pretrained("{repo_id}", model_path="{path}")'
+    return f'model = SyntheticModel.from_pretrained("{repo_id}")'
+
+
+def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any]) -> str:
+    notes = model.notes
+    preset = notes.get("preset")
+    variation = notes.get("variation_words") or "none (the base model itself)"
+    base = notes.get("base") or (f"preset {preset}" if preset and not notes.get("variation")
+                                 else notes.get("source", "a SynthSAEBench-style model"))
+    title = f"SynthSAEBench variation: {preset}" if preset else "SynthSAEBench-style synthetic model"
+    machine = {"num_features": model.num_features, "hidden_dim": model.hidden_dim,
+               "preset": preset, "variation": notes.get("variation"), **stats}
+    k = stats.get("first_k", 4096)
+    rows = [f"| rho_mm (mean max \\|cos\\| between features) | {stats['rho_mm']:.4f} |"]
+    if "l0" in stats:
+        rows.insert(0, f"| L0 (active features per sample) | {stats['l0']:.3f} "
+                       f"+/- {stats['l0_se']:.3f} |")
+        rows.insert(1, f"| first-{k} L0 | {stats['l0_first_k']:.3f} "
+                       f"+/- {stats['l0_first_k_se']:.3f} |")
+        how = (f"L0s are means over {stats['samples']:,} samples from synthviz's exact sampler "
+               f"(seed {stats['seed']}, +/- one standard error); rho_mm is exact over all pairs.")
+    else:
+        how = "L0 was not measured (0 samples requested); rho_mm is exact over all pairs."
+    extra = []
+    if notes.get("l0_target"):
+        r = notes["l0_target"]
+        t = f"target L0 {r['target_l0']:g}"
+        if r.get("target_first_k") is not None:
+            t += f" and first-{r['first_k']} L0 {r['target_first_k']:g}"
+        extra.append(f"- L0 targeting: {t}; solved generator {_gen_words(cfg.firing_probability)}; "
+                     f"measured {r['achieved_l0']:.3f} / {r['achieved_first_k']:.3f} over "
+                     f"{r['samples']:,} samples.")
+    for key, words in (("probabilities_clamped", "firing probabilities clamped to 1 by "
+                        "hierarchy compensation"),
+                       ("rel_p_clamped", "firing probabilities clamped to 1 after scaling")):
+        if notes.get(key):
+            extra.append(f"- {notes[key]} {words}.")
+    if notes.get("truncation_magnitude_max_diff"):
+        dd = notes["truncation_magnitude_max_diff"]
+        extra.append(
+            "- Truncation: the magnitudes are the ones this config regenerates, which differ "
+            f"from the base's first features by at most {dd['mean']:.3g} (mean) and "
+            f"{dd['std']:.3g} (std): a truncated linear ramp is not exactly a linear ramp in "
+            "float32, and torch's normal generator is not prefix-consistent for N % 16 != 0.")
+    if notes.get("config_firing_probability_approximate"):
+        extra.append("- " + notes["config_firing_probability_approximate"] + ".")
+    extra.append("- Per-feature firing magnitudes are not stored; sae_lens regenerates them from "
+                 "the config, which reproduces exactly the magnitudes synthviz used. "
+                 "`firing_probabilities`, the dictionary, the bias and the correlation factor "
+                 "are stored as they are.")
+    return "\n".join([
+        "---",
+        "library_name: saelens",
+        "tags:",
+        "- synthetic",
+        "- sparse-autoencoders",
+        "- synthsaebench",
+        "synthviz: " + json.dumps(machine, sort_keys=True),
+        "---",
+        "",
+        f"# {title}",
+        "",
+        "A synthetic model for testing sparse autoencoders, in the `sae_lens.synthetic` format, "
+        "exported by synthviz.",
+        "",
+        "## Base and variation",
+        "",
+        f"- **Base**: {base}" + (" (SynthSAEBench-16k, the paper configuration)"
+                                 if "preset base" in str(base) else ""),
+        f"- **Variation**: {variation}",
+        "",
+        "## Model",
+        "",
+        *_structure_lines(model, cfg),
+        "",
+        "## Measured statistics",
+        "",
+        "| statistic | value |",
+        "|---|---:|",
+        *rows,
+        "",
+        how,
+        "",
+        "## Notes",
+        "",
+        *extra,
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "from sae_lens.synthetic import SyntheticModel",
+        "",
+        "# this folder, downloaded or local",
+        'model = SyntheticModel.load_from_disk("path/to/this/folder")',
+        "# or straight from the Hugging Face Hub",
+        _hub_snippet(HUB_PLACEHOLDER, None),
+        "hidden, features = model.sample_with_features(1024)",
+        "```",
+        "",
+    ])
+
+
+# ---------------------------------------------------------------------------- export
+
+def export_model(model: SynthModel, out: str | Path, force: bool = False, samples: int = 20_000,
+                 progress: Progress | None = None, *, seed: int = 0, first_k: int = 4096) -> Path:
+    """Write `model` to `out` (three model files + README.md) atomically; returns the folder."""
+    from synthviz.io import atomic_write_folder, write_model_files
+
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
+        raise ConfigError(f"samples must be a non-negative integer, got {samples!r}")
+    target = Path(out).expanduser()
+    if target.exists() and not target.is_dir():
+        raise SynthvizError(f"export target {target} exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not force:  # before the slow measuring
+        raise SynthvizError(f"export target {target} is not empty; choose an empty folder or "
+                            "pass --force to replace it")
+    cfg = export_config(model)
+    stats = measure(model, samples, seed=seed, first_k=first_k, progress=progress)
+    card = model_card(model, cfg, stats)
+    to_write = model.replace(cfg=cfg)
+    if to_write.forest is not None and not to_write.forest.roots:
+        to_write.forest = None
+
+    def write(tmp: Path) -> None:
+        write_model_files(to_write, tmp)
+        (tmp / CARD_FILE).write_text(card)
+
+    return atomic_write_folder(target, write, force=force)
+
+
+# ---------------------------------------------------------------------------- push
+
+def _scrub(text: str) -> str:
+    return _TOKEN_RE.sub("hf_***", text)
+
+
+def _hf_api():
+    from huggingface_hub import HfApi
+    return HfApi()
+
+
+def _check_path_in_repo(path: str | None) -> str | None:
+    if path is None:
+        return None
+    p = path.strip().strip("/")
+    if not p:
+        return None
+    parts = p.split("/")
+    if "\\" in p or "\0" in p or any(x in ("", ".", "..") for x in parts):
+        raise ConfigError(f"invalid path in repo {path!r}: use a plain subfolder like 'rel-p-0.5'")
+    return p
+
+
+def push_folder(folder: str | Path, repo_id: str, path_in_repo: str | None = None,
+                private: bool = False, api: Any = None) -> str:
+    """Upload an exported folder to the Hub (create the repo if needed); returns its URL."""
+    from synthviz.io import CONFIG_FILE, MODEL_FILES, WEIGHTS_FILE
+
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ModelFileError(f"{folder}: no such folder to push")
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (folder / name).is_file():
+            raise ModelFileError(f"{name}: missing from {folder}; export the model first")
+    if not isinstance(repo_id, str) or not _REPO_RE.match(repo_id) or ".." in repo_id:
+        raise ConfigError(f"invalid repo id {repo_id!r}: expected 'owner/name'")
+    path = _check_path_in_repo(path_in_repo)
+    api = api if api is not None else _hf_api()
+    with tempfile.TemporaryDirectory(prefix="synthviz-push-") as tmp:
+        stage = Path(tmp)
+        for name in MODEL_FILES:
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, stage / name)
+        if (folder / CARD_FILE).is_file():
+            card = (folder / CARD_FILE).read_text()
+            card = card.replace(_hub_snippet(HUB_PLACEHOLDER, None), _hub_snippet(repo_id, path))
+            (stage / CARD_FILE).write_text(card)
+        kwargs: dict[str, Any] = dict(repo_id=repo_id, folder_path=str(stage), repo_type="model",
+                                      commit_message="Upload synthviz model"
+                                      + (f" {path}" if path else ""))
+        if path:
+            kwargs["path_in_repo"] = path
+        try:
+            api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+            api.upload_folder(**kwargs)
+        except SynthvizError:
+            raise
+        except Exception as exc:  # huggingface_hub and network errors of every kind
+            msg = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            hint = ""
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status in (401, 403) or "token" in msg.lower() or "login" in msg.lower():
+                hint = "; log in with `hf auth login` or set HF_TOKEN with write access"
+            raise HubError(f"upload to {repo_id} failed ({type(exc).__name__}: {msg}){hint}") \
+                from None
+    url = f"https://huggingface.co/{repo_id}"
+    return f"{url}/tree/main/{path}" if path else url
