@@ -1,0 +1,428 @@
+"""Superposition and interference: exact pairwise |cos| statistics of a dictionary, and readout noise.
+
+`superposition_stats` returns, for every feature, the largest |cos| with any other feature (and
+which one), the p95/p99 of |cos| over the N-1 others, the mean |cos| over all pairs, and a
+histogram of all N(N-1)/2 pairwise |cos|. The numbers are defined as sae_lens's
+`compute_superposition_stats` defines them (same normalization, percentiles with torch.quantile's
+linear interpolation over the N-1 others), and they are exact: nothing is sampled.
+
+How it is fast: the Gram matrix is symmetric, so it is computed once per pair in cache-sized
+tiles (T x T, upper triangle only) and every tile is read twice, once for its rows and once for its
+columns. A percentile needs only the top K values of a row (K = 821 for p95 at N = 16384), so each
+row first gets a threshold that is very likely below its K-th largest value (from its diagonal
+tile: the value of rank about 2.3 K/N within it), and only the values above it are kept. Rows whose
+kept count falls short of K are recomputed in full; so the result is always exact, the threshold
+only decides how much work is saved. `torch.topk` then runs on about 1.1 K kept values per row
+instead of N.
+
+`InterferenceAccumulator` measures, on samples, how well the true activation a_i of a feature can be
+read out by the plain projection d_i . (x - bias): for every sample it computes all N readouts with
+a [B, D] @ [D, N] matmul, which is fine for a few thousand samples (16 k features: about 25 MFLOP
+and 64 KiB of readouts per sample), and accumulates error histograms separately for active and
+inactive features.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from synthviz.errors import ConfigError
+
+Progress = Callable[[int, int], None]
+
+DEFAULT_TILE = 512
+# the diagonal-tile threshold keeps about this multiple of the K values a row needs
+_KEEP_FACTOR = 1.5
+_KEEP_SIGMAS = 4.0
+
+
+@dataclass
+class SuperpositionStats:
+    max_abs_cos: torch.Tensor  # [N] largest |cos| with any other feature
+    partner: torch.Tensor  # [N] index of that feature (smallest index on ties)
+    percentile: dict  # {p: [N]} p-th percentile of |cos| over the N-1 others
+    rho_mm: float  # mean of max_abs_cos
+    mean_percentile: dict  # {p: mean over features of percentile[p]}
+    mean_abs_cos: float  # mean |cos| over all N(N-1)/2 pairs
+    hist_edges: torch.Tensor  # [bins + 1] over [0, 1]
+    hist_counts: torch.Tensor  # [bins] pair counts (each unordered pair once)
+    num_features: int = 0
+    hidden_dim: int = 0
+    num_pairs: int = 0
+    rows_recomputed: int = 0  # rows whose threshold kept too few values (recomputed in full)
+    method: str = "tiled"
+
+    def to_dict(self) -> dict:
+        """Headline numbers as plain floats (per-feature tensors left out)."""
+        out = {"rho_mm": self.rho_mm, "mean_abs_cos": self.mean_abs_cos}
+        for p, v in self.mean_percentile.items():
+            out[f"mean_p{p}_abs_cos"] = v
+        return out
+
+
+@dataclass
+class _Quantile:
+    """Where torch.quantile(x, q) reads a sorted row of n values, in descending ranks."""
+    desc_lo: int  # descending rank of the lower (ascending floor) value
+    desc_hi: int  # descending rank of the upper (ascending ceil) value
+    weight: torch.Tensor  # float32 scalar, as torch.quantile computes it
+
+
+def _quantile_plan(p: float, n: int) -> _Quantile:
+    # torch.quantile: ranks = q * (n - 1) in the input dtype, lerp(sorted[floor], sorted[ceil], frac)
+    q = torch.tensor(float(p) / 100.0, dtype=torch.float32)
+    rank = q * torch.tensor(float(n - 1), dtype=torch.float32)
+    lo = int(rank.floor())
+    hi = int(rank.ceil())
+    return _Quantile(desc_lo=n - 1 - lo, desc_hi=n - 1 - hi, weight=rank - lo)
+
+
+def _normalize(vectors: torch.Tensor, device) -> torch.Tensor:
+    v = vectors.to(device=device, dtype=torch.float32)
+    return v / v.norm(dim=1, keepdim=True).clamp(min=1e-8)
+
+
+def _update_best(best_v, best_i, rows: slice, v, i):
+    """Running max with the smallest index on ties."""
+    bv, bi = best_v[rows], best_i[rows]
+    better = (v > bv) | ((v == bv) & (i < bi))
+    best_v[rows] = torch.where(better, v, bv)
+    best_i[rows] = torch.where(better, i, bi)
+
+
+def _hist_add(hist: torch.Tensor, vals: torch.Tensor, bins: int) -> None:
+    # |cos| in [0, 1]: scale, truncate to a bin, fold the value 1.0 into the last bin
+    idx = (vals * bins).to(torch.uint8 if bins < 255 else torch.int32).reshape(-1)
+    counts = torch.bincount(idx, minlength=bins + 1)
+    hist += counts[:bins].to(hist.dtype)
+    hist[bins - 1] += counts[bins:].sum().to(hist.dtype)
+
+
+@torch.no_grad()
+def superposition_stats(vectors: torch.Tensor, percentiles: Sequence[int] = (95, 99),
+                        bins: int = 100, progress: Progress | None = None, *,
+                        tile: int = DEFAULT_TILE, device=None, method: str = "auto"
+                        ) -> SuperpositionStats:
+    """Exact superposition statistics of the rows of `vectors` [N, D].
+
+    percentiles: per-feature percentiles of |cos| over the N-1 others (sae_lens's definition).
+    bins: histogram bins over [0, 1] for all pairwise |cos|.
+    progress(done, total) is called after every tile (or row chunk).
+    method: "tiled" (fast, for high percentiles), "dense" (row chunks, full per-row selection), or
+    "auto" (tiled unless the percentiles need much of each row or N is small).
+    """
+    if vectors.dim() != 2:
+        raise ConfigError(f"feature vectors must be a 2-D [N, D] tensor, got shape {tuple(vectors.shape)}")
+    n_feat, dim = vectors.shape
+    if n_feat < 2:
+        raise ConfigError("superposition statistics need at least 2 features")
+    if bins < 1:
+        raise ConfigError(f"bins must be >= 1, got {bins}")
+    pcts = list(percentiles)
+    for p in pcts:
+        if not 0 <= p <= 100:
+            raise ConfigError(f"percentiles must be within [0, 100], got {p}")
+    dev = vectors.device if device is None else torch.device(device)
+    v = _normalize(vectors, dev)
+    n = n_feat - 1
+    plans = {p: _quantile_plan(p, n) for p in pcts}
+    k_need = max([pl.desc_lo + 1 for pl in plans.values()], default=1)
+    if method == "auto":
+        method = "tiled" if (n_feat >= 4 * tile and k_need <= n // 8) else "dense"
+    if method == "tiled":
+        res = _tiled(v, plans, k_need, bins, tile, progress)
+    elif method == "dense":
+        res = _dense(v, plans, k_need, bins, progress)
+    else:
+        raise ConfigError(f"method must be 'auto', 'tiled' or 'dense', got {method!r}")
+    best_v, best_i, tops, total, hist, recomputed = res
+    pct = {}
+    for p, pl in plans.items():
+        lo_val = tops[:, pl.desc_lo]
+        hi_val = tops[:, pl.desc_hi]
+        pct[p] = torch.lerp(lo_val, hi_val, pl.weight.to(lo_val.device)).cpu()
+    n_pairs = n_feat * (n_feat - 1) // 2
+    return SuperpositionStats(
+        max_abs_cos=best_v.cpu(), partner=best_i.cpu(), percentile=pct,
+        rho_mm=float(best_v.double().mean()),
+        mean_percentile={p: float(x.double().mean()) for p, x in pct.items()},
+        mean_abs_cos=total / n_pairs, hist_edges=torch.linspace(0, 1, bins + 1),
+        hist_counts=hist.cpu(), num_features=n_feat, hidden_dim=dim, num_pairs=n_pairs,
+        rows_recomputed=recomputed, method=method)
+
+
+def _top_of_rows(v: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
+    """Exact sorted top-k |cos| of the given rows with all others (self excluded)."""
+    g = (v[rows] @ v.T).abs_()
+    g[torch.arange(rows.numel(), device=v.device), rows] = -1.0
+    return g.topk(k, dim=1).values
+
+
+def _dense(v, plans, k_need, bins, progress):
+    """Row chunks against the whole dictionary; per-row top-k (or sort) over all N-1 others."""
+    n_feat = v.shape[0]
+    dev = v.device
+    chunk = max(1, min(n_feat, (1 << 24) // n_feat))
+    best_v = torch.empty(n_feat, device=dev)
+    best_i = torch.empty(n_feat, dtype=torch.long, device=dev)
+    tops = torch.empty(n_feat, k_need, device=dev)
+    hist = torch.zeros(bins, dtype=torch.long, device=dev)
+    total = 0.0
+    vt = v.T.contiguous()
+    steps = math.ceil(n_feat / chunk)
+    for s, i in enumerate(range(0, n_feat, chunk)):
+        e = min(n_feat, i + chunk)
+        g = (v[i:e] @ vt).abs_()
+        r = torch.arange(e - i, device=dev)
+        # upper triangle (j > i) for the pair sum and histogram: each unordered pair once
+        upper = torch.arange(n_feat, device=dev)[None, :] > (r + i)[:, None]
+        vals = g[upper]
+        total += float(vals.sum(dtype=torch.float64))
+        _hist_add(hist, vals, bins)
+        g[r, r + i] = -1.0
+        mv, mi = g.max(dim=1)
+        best_v[i:e], best_i[i:e] = mv, mi
+        tops[i:e] = g.topk(k_need, dim=1).values
+        if progress:
+            progress(s + 1, steps)
+    return best_v, best_i, tops, total, hist, 0
+
+
+def _tiled(v, plans, k_need, bins, tile, progress):
+    """Upper-triangle tiles of the Gram matrix, each read for its rows and for its columns."""
+    n_feat = v.shape[0]
+    n = n_feat - 1
+    dev = v.device
+    starts = list(range(0, n_feat, tile))
+    nb = len(starts)
+    spans = [(s, min(n_feat, s + tile)) for s in starts]
+    vt = v.T.contiguous()
+    best_v = torch.full((n_feat,), -1.0, device=dev)
+    best_i = torch.zeros(n_feat, dtype=torch.long, device=dev)
+    tops = torch.empty(n_feat, k_need, device=dev)
+    hist = torch.zeros(bins, dtype=torch.long, device=dev)
+    total = 0.0
+    frac = k_need / n
+    tau = torch.empty(n_feat, device=dev)
+    # per block: list of (counts [rows], kept values grouped by row)
+    kept: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(nb)]
+    n_tiles = nb * (nb + 1) // 2
+    done = 0
+    recomputed = 0
+    diag_tiles = []
+    # pass 1: diagonal tiles give each row its threshold
+    for b, (s, e) in enumerate(spans):
+        g = (v[s:e] @ vt[:, s:e]).abs_()
+        m = e - s
+        r = torch.arange(m, device=dev)
+        upper = r[None, :] > r[:, None]
+        vals = g[upper]
+        total += float(vals.sum(dtype=torch.float64))
+        _hist_add(hist, vals, bins)
+        g[r, r] = -1.0
+        mv, mi = g.max(dim=1)
+        _update_best(best_v, best_i, slice(s, e), mv, mi + s)
+        others = m - 1
+        keep = frac * _KEEP_FACTOR + _KEEP_SIGMAS * math.sqrt(frac / max(others, 1))
+        rank = math.ceil(keep * others)
+        if others >= 64 and rank < others:
+            tau[s:e] = g.topk(rank, dim=1, sorted=False).values.min(dim=1).values
+        else:
+            tau[s:e] = -1.0  # too few columns to estimate: keep everything
+        diag_tiles.append(g)
+        done += 1
+        if progress:
+            progress(done, n_tiles)
+    # the diagonal tiles' own kept values (the -1 self entries never pass a threshold >= -1)
+    for b, (s, e) in enumerate(spans):
+        g = diag_tiles[b]
+        mask = g > tau[s:e, None]
+        kept[b].append((mask.sum(dim=1), g[mask]))
+    del diag_tiles
+    # pass 2: off-diagonal tiles, block row by block row; block I is complete after its row
+    for bi, (s, e) in enumerate(spans):
+        t_rows = tau[s:e, None]
+        for bj in range(bi + 1, nb):
+            s2, e2 = spans[bj]
+            g = (v[s:e] @ vt[:, s2:e2]).abs_()
+            total += float(g.sum(dtype=torch.float64))
+            _hist_add(hist, g, bins)
+            mv, mi = g.max(dim=1)
+            _update_best(best_v, best_i, slice(s, e), mv, mi + s2)
+            gt = g.T.contiguous()
+            mv, mi = gt.max(dim=1)
+            _update_best(best_v, best_i, slice(s2, e2), mv, mi + s)
+            mask = g > t_rows
+            kept[bi].append((mask.sum(dim=1), g[mask]))
+            mask = gt > tau[s2:e2, None]
+            kept[bj].append((mask.sum(dim=1), gt[mask]))
+            done += 1
+            if progress:
+                progress(done, n_tiles)
+        recomputed += _finish_block(v, s, e, kept[bi], k_need, tops)
+        kept[bi] = []
+    return best_v, best_i, tops, total, hist, recomputed
+
+
+def _finish_block(v, s, e, pieces, k_need, tops) -> int:
+    """Per-row top-k from the kept values of block rows s:e; rows that kept too few are redone."""
+    dev = v.device
+    m = e - s
+    counts = torch.stack([c for c, _ in pieces])  # [pieces, m]
+    per_row = counts.sum(dim=0)
+    width = int(per_row.max()) if m else 0
+    buf = torch.full((m, max(width, k_need)), -1.0, device=dev)
+    fill = torch.zeros(m, dtype=torch.long, device=dev)
+    rows_all = torch.arange(m, device=dev)
+    for c, vals in pieces:
+        if vals.numel() == 0:
+            continue
+        rows = torch.repeat_interleave(rows_all, c)
+        start = torch.cumsum(c, 0) - c
+        pos = torch.arange(vals.numel(), device=dev) - start[rows] + fill[rows]
+        buf[rows, pos] = vals
+        fill += c
+    tops[s:e] = buf.topk(k_need, dim=1).values
+    short = (per_row < k_need).nonzero().squeeze(1)
+    if short.numel():
+        tops[s + short] = _top_of_rows(v, short + s, k_need)
+    return int(short.numel())
+
+
+# ------------------------------------------------------------------------------- interference
+
+@dataclass
+class InterferenceStats:
+    edges: torch.Tensor  # [bins + 1] readout error bins over [-R, R]
+    active_counts: torch.Tensor  # [bins] errors of features active in the sample
+    inactive_counts: torch.Tensor  # [bins] errors (= readouts) of inactive features
+    active_mean: float
+    active_std: float
+    inactive_mean: float
+    inactive_std: float
+    active_n: int
+    inactive_n: int
+    signal_power: float  # mean a_i^2 over active features
+    noise_power: float  # mean squared readout error over active features
+    sir: float  # signal_power / noise_power
+    sir_db: float
+    outside_active: int  # errors beyond +-R (not in any bin)
+    outside_inactive: int
+    predicted_std: float  # sqrt(sum_j E[a_j^2] rate_j / D): the error std for random directions
+    samples: int  # samples measured (at most max_samples)
+    samples_seen: int = 0
+
+
+class InterferenceAccumulator:
+    """Readout noise d_i . (x - bias) - a_i of every feature on samples, active vs inactive.
+
+    Each sample costs a [D] @ [D, N] product (all N readouts), done in row chunks; only the first
+    `max_samples` samples fed are measured (later ones are counted in `samples_seen` only).
+    The histogram range is +-`range_sigmas` times the error std predicted for random directions.
+    """
+
+    needs_hidden = True
+
+    def __init__(self, model, bins: int = 100, max_samples: int = 4096, range_sigmas: float = 8.0,
+                 chunk: int = 512):
+        if bins < 1 or bins > 60000:
+            raise ConfigError(f"bins must be within [1, 60000], got {bins}")
+        if max_samples < 1:
+            raise ConfigError(f"max_samples must be >= 1, got {max_samples}")
+        from synthviz.stats.analytic import expected_rates
+        self.model = model
+        self.bins = bins
+        self.max_samples = max_samples
+        self.chunk = chunk
+        w = model.feature_vectors.detach()
+        self._wt = w.T.contiguous()
+        self._bias = model.bias.detach()
+        rates = expected_rates(model)
+        mu = model.mean_magnitudes.detach().double().cpu()
+        sd = model.std_magnitudes.detach().double().cpu()
+        power = float((rates * (mu * mu + sd * sd)).sum())
+        self.predicted_std = math.sqrt(power / max(model.hidden_dim, 1))
+        r = range_sigmas * max(self.predicted_std, 1e-6)
+        mag = 10 ** math.floor(math.log10(r))
+        self.range = math.ceil(r / mag) * mag
+        self._all = torch.zeros(bins, dtype=torch.int64)
+        self._act = torch.zeros(bins, dtype=torch.int64)
+        self._m = torch.zeros(6, dtype=torch.float64)  # all: n, sum, sumsq; active: n, sum, sumsq
+        self._sig = 0.0
+        self._out_all = self._out_act = 0
+        self.samples = self.samples_seen = 0
+
+    def _hist(self, err: torch.Tensor) -> tuple[torch.Tensor, int]:
+        r, b = self.range, self.bins
+        e = err.reshape(-1)
+        out = int(((e < -r) | (e >= r)).sum())
+        x = (e + r) * (b / (2 * r))
+        x = x.clamp_(0, b - 0.5).to(torch.uint8 if b < 255 else torch.int32)
+        c = torch.bincount(x, minlength=b)[:b].cpu()
+        if out:  # remove the clamped outliers from the edge bins again
+            c[0] -= int((e < -r).sum())
+            c[b - 1] -= int((e >= r).sum())
+        return c, out
+
+    def update(self, rows, cols, values, batch_size: int, hidden: torch.Tensor | None = None
+               ) -> None:
+        self.samples_seen += batch_size
+        room = self.max_samples - self.samples
+        if room <= 0:
+            return
+        if hidden is None:
+            raise ConfigError("InterferenceAccumulator needs the decoded samples (hidden=...)")
+        m = min(room, batch_size)
+        dev = hidden.device
+        wt = self._wt.to(dev, hidden.dtype)
+        bias = self._bias.to(dev, hidden.dtype)
+        n = wt.shape[1]
+        for s in range(0, m, self.chunk):
+            e = min(m, s + self.chunk)
+            sel = (rows >= s) & (rows < e)
+            r, c, v = rows[sel] - s, cols[sel], values[sel].to(hidden.dtype)
+            err = (hidden[s:e] - bias) @ wt  # [b, N] readouts
+            err.index_put_((r, c), -v, accumulate=True)  # readout - true activation
+            ea = err[r, c]
+            ha, oa = self._hist(ea)
+            hall, oall = self._hist(err)
+            self._all += hall
+            self._act += ha
+            self._out_all += oall
+            self._out_act += oa
+            ed, ead = err.double(), ea.double()
+            self._m += torch.tensor([float((e - s) * n), float(ed.sum()), float((ed * ed).sum()),
+                                     float(ea.numel()), float(ead.sum()), float((ead * ead).sum())],
+                                    dtype=torch.float64)
+            self._sig += float((v.double() ** 2).sum())
+        self.samples += m
+
+    def result(self) -> InterferenceStats:
+        na, sa, qa = self._m[3:].tolist()
+        nt, st, qt = self._m[:3].tolist()
+        ni, si, qi = nt - na, st - sa, qt - qa
+
+        def ms(cnt, s, q):
+            if cnt < 1:
+                return math.nan, math.nan
+            mean = s / cnt
+            var = max(q / cnt - mean * mean, 0.0) * cnt / (cnt - 1) if cnt > 1 else math.nan
+            return mean, math.sqrt(var) if var == var else var
+
+        am, asd = ms(na, sa, qa)
+        im, isd = ms(ni, si, qi)
+        sig = self._sig / na if na else math.nan
+        noise = qa / na if na else math.nan
+        sir = sig / noise if na and noise > 0 else math.nan
+        return InterferenceStats(
+            edges=torch.linspace(-self.range, self.range, self.bins + 1),
+            active_counts=self._act.clone(), inactive_counts=self._all - self._act,
+            active_mean=am, active_std=asd, inactive_mean=im, inactive_std=isd,
+            active_n=int(na), inactive_n=int(ni), signal_power=sig, noise_power=noise, sir=sir,
+            sir_db=10 * math.log10(sir) if sir == sir and sir > 0 else math.nan,
+            outside_active=self._out_act, outside_inactive=self._out_all - self._out_act,
+            predicted_std=self.predicted_std, samples=self.samples, samples_seen=self.samples_seen)
