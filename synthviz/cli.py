@@ -72,7 +72,8 @@ def load_with_variation(args: argparse.Namespace):
 def warn_notes(model):
     """Show on stderr what building changed silently: clamped probabilities, rescaled rows."""
     notes = getattr(model, "notes", {}) or {}
-    clamped = notes.get("probabilities_clamped") or 0
+    # rel_p re-clamps after scaling, so its count supersedes the build's
+    clamped = notes.get("rel_p_clamped", notes.get("probabilities_clamped")) or 0
     if clamped:
         print(f"synthviz: warning: {clamped} firing probabilities would exceed 1 after hierarchy "
               "compensation and were clamped to 1", file=sys.stderr)

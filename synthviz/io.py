@@ -301,6 +301,21 @@ def _check_load_memory(path: Path, n: int, d: int) -> None:
                              f"{avail / 2**30:.1f} GiB is available")
 
 
+def _stored_notes(cfg: ModelConfig, p: torch.Tensor, forest: Forest | None,
+                  diag: torch.Tensor | None) -> dict[str, int]:
+    """What a build would have reported, read back from the stored tensors, so a model loaded
+    from a folder or the cache warns like a fresh build: a compensated child stored at p = 1 was
+    clamped, and a correlation row at c_i = 0.01 (the floor) was rescaled."""
+    from synthviz.model import MIN_CORRELATION_DIAG
+
+    notes = {}
+    if forest is not None and cfg.hierarchy is not None and cfg.hierarchy.compensate_probabilities:
+        notes["probabilities_clamped"] = int(((p >= 1) & (forest.parent >= 0)).sum())
+    if diag is not None:
+        notes["correlation_rows_rescaled"] = int((diag <= MIN_CORRELATION_DIAG * 1.0001).sum())
+    return notes
+
+
 def load_folder(folder: str | Path, device: str | torch.device = "auto",
                 label: str | None = None) -> SynthModel:
     folder = Path(folder).expanduser()
@@ -362,7 +377,7 @@ def load_folder(folder: str | Path, device: str | torch.device = "auto",
         std_magnitudes=magnitude_values(cfg.std_firing_magnitudes, n, cfg.sub_seed(1)).to(dt),
         forest=forest, correlation_factor=tensors.get("correlation_factor"),
         correlation_diag=tensors.get("correlation_diag"), device=resolve_device(device),
-        notes={"source": label})
+        notes={"source": label, **_stored_notes(cfg, p, forest, tensors.get("correlation_diag"))})
     try:
         validate_rescale(model)
     except ConfigError as exc:

@@ -1,7 +1,8 @@
 """Shared tools for the reliability tests: a small model, snapshots, and CLI runners.
 
 `cli_fork` runs `synthviz.cli.main(argv)` in a forked child of the test process (torch already
-imported, so each case costs milliseconds, not a 2 s interpreter start). The child behaves like a
+imported, so each case costs milliseconds, not a 2 s interpreter start; the child runs torch on
+one thread, since OpenMP's pool does not survive a fork). The child behaves like a
 real `python -m synthviz.cli` process: its own exit status, stdout and stderr, and an uncaught
 exception prints a traceback. `cli_subprocess` runs the real console entry point for the cases
 that depend on environment variables read at import time (the Hub's offline switch).
@@ -28,7 +29,7 @@ TINY_CONFIG = {
     "num_features": 300,
     "hidden_dim": 16,
     "firing_probability": {"generator_name": "zipfian", "exponent": 0.5, "max_prob": 0.4,
-                           "min_prob": 0.01},
+                           "min_prob": 0.0001},  # low enough that compensation clamps nothing
     "hierarchy": {"total_root_nodes": 8, "branching_factor": [2, 4], "max_depth": 3,
                   "mutually_exclusive_portion": 0.7, "mutually_exclusive_min_depth": 0,
                   "mutually_exclusive_max_depth": None, "compensate_probabilities": True,
@@ -106,6 +107,8 @@ def cli_fork(argv: list[str], env: dict | None = None,
             sys.stdout = open(1, "w", closefd=False)
             sys.stderr = open(2, "w", closefd=False)
             os.environ.update(env or {})
+            # the parent's OpenMP pool does not survive fork: a parallel op would deadlock
+            torch.set_num_threads(1)
             if setup is not None:
                 setup()
             from synthviz.cli import main
