@@ -1,5 +1,9 @@
-"""`panel serve app`: the synthviz explorer (placeholder until the app lands)."""
+"""`panel serve app`: the synthviz explorer. Everything lives in `synthviz.app`."""
 import panel as pn
 
+from synthviz.app import create_app
+
+pn.extension(sizing_mode="stretch_width")
+
 if pn.state.served:
-    pn.pane.Markdown("# synthviz\nThe explorer is being built.").servable()
+    create_app().servable(title="synthviz")

@@ -1,0 +1,356 @@
+"""`Controller`: every setting of the explorer as a param, and the background worker behind it.
+
+Each browser session (or notebook) has its own Controller; the models and statistics it shows
+come from the process-wide `STORE`, so sessions share them. Any settings change is handed to a
+worker thread (latest request wins), so setting a parameter never blocks the caller: cheap
+changes finish in well under a second, expensive ones (a new dictionary, a first base build,
+L0 solving) report progress through `progress` / `status` while the previous `results` stay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import param
+
+from synthviz.app.store import STORE, SampleSettings, SampleStats
+from synthviz.device import DEVICES
+from synthviz.errors import SynthvizError
+
+log = logging.getLogger(__name__)
+
+CUSTOM = "custom"
+DEFAULT_SAMPLES = 8192
+
+# settings that need new samples (every other param is view-only and redraws from `results`)
+MODEL_PARAMS = ("source", "device", "std_mode", "std", "hidden_dim", "rel_p", "num_features",
+                "hierarchy_mode", "roots", "branching_min", "branching_max", "branching_random",
+                "depth", "me_portion", "me_min_depth", "me_max_depth", "compensate", "rescale",
+                "use_target_l0", "target_l0", "target_l0_first_k", "seed")
+SAMPLE_PARAMS = ("samples", "first_k", "sample_seed", "cooc_how", "cooc_k", "cooc_root",
+                 "cooc_ids", "compare_base")
+SETTINGS = MODEL_PARAMS + SAMPLE_PARAMS
+# what a shared link carries (URL query names equal the param names)
+URL_PARAMS = SETTINGS + ("tree_root", "cooc_measure")
+SOURCE_FOLLOW = ("num_features", "hidden_dim", "seed")
+
+
+def _preset_names() -> list[str]:
+    from synthviz.presets import PRESETS
+    return [CUSTOM, *PRESETS]
+
+
+@dataclass
+class Results:
+    """What the views draw: one consistent snapshot of a model and its statistics."""
+    settings: dict[str, Any]
+    model: Any
+    stats: SampleStats
+    superposition: Any = None  # None while it is still being computed
+    base_model: Any = None  # set when compare_base is on and the model is not the base itself
+    base_stats: SampleStats | None = None
+    base_superposition: Any = None
+    seconds: float = 0.0
+
+    @property
+    def cards(self) -> dict[str, Any]:
+        s, m = self.stats, self.model
+        return {"N": m.num_features, "D": m.hidden_dim, "L0": s.l0.mean,
+                "first-K L0": s.l0.mean_first_k,
+                "rho_mm": None if self.superposition is None else float(self.superposition.rho_mm),
+                "ME violations": s.me_violations, "samples/s": s.samples_per_s}
+
+
+class Controller(param.Parameterized):
+    """The explorer's settings. `controller.view()` (or just `controller` in a notebook) shows it."""
+
+    # -------------------------------------------------------------- the model
+    source = param.String(default="base", doc="preset name, local model folder, or Hub id "
+                          "owner/name[:subfolder]")
+    preset = param.Selector(default="base", objects=_preset_names(),
+                            doc="choosing a preset sets the sliders")
+    device = param.Selector(default="auto", objects=list(DEVICES))
+    std_mode = param.Selector(default="base", objects=["base", "constant"],
+                              label="magnitude std", doc="base per-feature std, or one constant")
+    std = param.Number(default=0.5, bounds=(0.0, 3.0), step=0.05, label="constant std")
+    hidden_dim = param.Integer(default=768, bounds=(256, 2048), step=64, label="hidden dim")
+    rel_p = param.Number(default=1.0, bounds=(0.05, 2.0), step=0.05, label="relative p")
+    num_features = param.Integer(default=16384, bounds=(1024, 16384), step=1024,
+                                 label="features (truncate)")
+    hierarchy_mode = param.Selector(default="base", objects=["base", "custom"], label="hierarchy")
+    roots = param.Integer(default=128, bounds=(1, 4096))
+    branching_min = param.Integer(default=4, bounds=(2, 256), label="branching (min)")
+    branching_max = param.Integer(default=4, bounds=(2, 256), label="branching (max)")
+    branching_random = param.Boolean(default=False, label="random branching (min-max)")
+    depth = param.Integer(default=3, bounds=(1, 12), label="max depth")
+    me_portion = param.Number(default=1.0, bounds=(0.0, 1.0), step=0.05, label="ME portion")
+    me_min_depth = param.Integer(default=0, bounds=(0, 12), label="ME min depth")
+    me_max_depth = param.Integer(default=12, bounds=(0, 12), label="ME max depth")
+    compensate = param.Boolean(default=True, label="compensate probabilities")
+    rescale = param.Boolean(default=True, label="rescale children by parent")
+    use_target_l0 = param.Boolean(default=False, label="solve for target L0")
+    target_l0 = param.Number(default=34.0, bounds=(1.0, 500.0), step=0.5, label="target L0")
+    target_l0_first_k = param.Number(default=None, allow_None=True, bounds=(0.5, 500.0),
+                                     label="target first-K L0")
+    seed = param.Integer(default=42, bounds=(0, 2**31 - 1), label="model seed")
+    # -------------------------------------------------------------- sampling and statistics
+    samples = param.Integer(default=DEFAULT_SAMPLES, bounds=(256, 1_048_576), label="samples")
+    first_k = param.Integer(default=4096, bounds=(1, 1 << 20), label="K for first-K L0")
+    sample_seed = param.Integer(default=0, bounds=(0, 2**31 - 1), label="sample seed")
+    cooc_how = param.Selector(default="subtree", objects=["top", "subtree", "list"],
+                              label="co-occurrence features")
+    cooc_k = param.Integer(default=32, bounds=(2, 128), label="co-occurrence K")
+    cooc_root = param.Integer(default=0, bounds=(0, None), label="co-occurrence subtree root")
+    cooc_ids = param.String(default="", label="co-occurrence ids (comma separated)")
+    cooc_measure = param.Selector(default="lift", objects=["lift", "phi", "npmi"],
+                                  label="co-occurrence measure")
+    tree_root = param.Integer(default=0, bounds=(0, None), label="tree of feature")
+    compare_base = param.Boolean(default=False, label="compare to base")
+    # -------------------------------------------------------------- outputs
+    results = param.Parameter(default=None, precedence=-1, doc="latest `Results`")
+    status = param.String(default="starting", precedence=-1)
+    progress = param.Integer(default=0, bounds=(0, 100), precedence=-1)
+    busy = param.Boolean(default=False, precedence=-1)
+    error = param.String(default="", precedence=-1)
+
+    def __init__(self, start: bool = True, **params):
+        """start=False: nothing is computed until the first `request()` (so a page can apply
+        the URL's settings first, and tests can check settings without sampling)."""
+        self._cond = threading.Condition()
+        self._pending: dict | None = None
+        self._running = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._applying_preset = False
+        self._last_progress = 0.0
+        self._source_facts: dict[str, Any] | None = None
+        # the source's own N, D and seed replace these slider values once it has loaded,
+        # except those given explicitly (by the caller or, with the source, by a URL)
+        self._follow_source = set(SOURCE_FOLLOW) - set(params)
+        self._started = False
+        preset = params.get("preset")
+        super().__init__(**params)
+        if preset not in (None, CUSTOM):
+            self._apply_preset(preset, keep=set(params) - {"preset", "name"})
+        self.param.watch(self._on_preset, ["preset"])
+        self.param.watch(self._on_settings, list(SETTINGS))
+        if start:
+            self.request()
+
+    # -------------------------------------------------------------- presets
+    def _apply_preset(self, name: str, keep: set[str] = frozenset()) -> None:
+        from synthviz.app.variation_bridge import preset_settings
+        values = preset_settings(name, self._facts_or_defaults())
+        values = {k: v for k, v in values.items() if k not in keep}
+        self._applying_preset = True
+        try:
+            self.param.update(**values)
+        finally:
+            self._applying_preset = False
+
+    def _on_preset(self, event) -> None:
+        if event.new != CUSTOM and not self._applying_preset:
+            self._apply_preset(event.new)
+
+    def _facts_or_defaults(self) -> dict[str, Any]:
+        if self._source_facts is None:
+            from synthviz.app.variation_bridge import base_facts
+            return base_facts()
+        return self._source_facts
+
+    # -------------------------------------------------------------- scheduling
+    def _on_settings(self, *events) -> None:
+        if not self._applying_preset:
+            from synthviz.app.variation_bridge import matching_preset
+            names = [e.name for e in events]
+            if any(n in MODEL_PARAMS and n not in ("source", "device") for n in names):
+                self._applying_preset = True
+                try:
+                    self.preset = matching_preset(self.settings(), self._facts_or_defaults()) \
+                        or CUSTOM
+                finally:
+                    self._applying_preset = False
+        names = {e.name for e in events}
+        if "source" in names:
+            self._follow_source = set(SOURCE_FOLLOW) - names
+        else:
+            self._follow_source -= names  # set explicitly: no longer follows the source
+        if self._started:
+            self.request()
+
+    def settings(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in SETTINGS}
+
+    def request(self) -> None:
+        """Schedule a recomputation for the current settings; returns at once."""
+        snap = self.settings()
+        with self._cond:
+            self._started = True
+            self._pending = snap
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._worker, daemon=True,
+                                                name=f"synthviz-{self.name}")
+                self._thread.start()
+            self._cond.notify_all()
+
+    def wait(self, timeout: float | None = 60.0) -> bool:
+        """Block until every requested update has finished (tests, notebooks, scripts)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending is None and not self._running,
+                                       timeout=timeout)
+
+    @property
+    def idle(self) -> bool:
+        with self._cond:
+            return self._pending is None and not self._running
+
+    def close(self) -> None:
+        """Stop the worker (a browser session closed)."""
+        with self._cond:
+            self._closed = True
+            self._pending = None
+            self._cond.notify_all()
+
+    def _worker(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    if not self._cond.wait(timeout=30.0) and self._pending is None:
+                        self._thread = None  # idle: let the thread go; request() starts another
+                        return
+                if self._closed:
+                    return
+                snap, self._pending = self._pending, None
+                self._running = True
+            try:
+                self._compute(snap)
+            finally:
+                with self._cond:
+                    self._running = False
+                    self._cond.notify_all()
+
+    def _superseded(self) -> bool:
+        with self._cond:
+            return self._pending is not None or self._closed
+
+    # -------------------------------------------------------------- the work
+    def _progress(self, stage: str) -> Callable[[int, int], None]:
+        def cb(done: int, total: int) -> None:
+            now = time.monotonic()
+            if done < total and now - self._last_progress < 0.2:
+                return  # a few updates a second are plenty for the page
+            self._last_progress = now
+            pct = int(100 * done / total) if total else 0
+            self.param.update(progress=max(0, min(100, pct)), status=f"{stage}: {pct}%")
+        return cb
+
+    def _compute(self, snap: dict[str, Any]) -> None:
+        from synthviz.app.variation_bridge import make_variation, source_facts
+        t0 = time.perf_counter()
+        self.param.update(busy=True, progress=0, status="loading model")
+        try:
+            src = STORE.source(snap["source"], snap["device"], self._progress("building base"))
+            facts = source_facts(src)
+            self._source_facts = facts
+            self._set_bounds(facts)
+            follow = {k for k in self._follow_source if snap[k] != facts[k]}
+            self._follow_source = set()
+            if follow and snap["source"] == self.source:
+                # a new source: those sliders start from its own N, D and seed
+                self._reset_to_source({k: facts[k] for k in follow})
+                return
+            variation = make_variation(snap, facts)
+            self.param.update(status="applying variation")
+            key, model = STORE.model(snap["source"], snap["device"], variation,
+                                     self._progress("building"))
+            if self._superseded():
+                return
+            settings = sample_settings(snap)
+            self.param.update(status=f"sampling {settings.samples:,}")
+            stats = STORE.sample_stats(key, model, settings, self._progress("sampling"))
+            base_model = base_stats = None
+            if snap["compare_base"] and key[-1] is not None:
+                base_key, base_model = STORE.model(snap["source"], snap["device"], None)
+                base_stats = STORE.sample_stats(base_key, base_model, settings,
+                                                self._progress("sampling base"))
+            res = Results(settings=snap, model=model, stats=stats,
+                          superposition=STORE.cached_superposition(model), base_model=base_model,
+                          base_stats=base_stats,
+                          base_superposition=None if base_model is None
+                          else STORE.cached_superposition(base_model),
+                          seconds=time.perf_counter() - t0)
+            self.param.update(results=res, error="")
+            if self._superseded():
+                return  # a newer request will compute what is still missing
+            if res.superposition is None or (base_model is not None
+                                             and res.base_superposition is None):
+                self.param.update(status="superposition statistics")
+                sup = STORE.superposition(model, self._progress("superposition"))
+                bsup = None if base_model is None else STORE.superposition(
+                    base_model, self._progress("superposition (base)"))
+                res = dataclasses.replace(res, superposition=sup, base_superposition=bsup,
+                                          seconds=time.perf_counter() - t0)
+                self.param.update(results=res)
+            self.param.update(status=f"ready: N={model.num_features}, D={model.hidden_dim}, "
+                                     f"{settings.samples:,} samples in {stats.seconds:.2f} s")
+        except SynthvizError as exc:
+            self.param.update(error=str(exc), status="error: previous model kept")
+        except MemoryError:
+            self.param.update(error="out of memory: use fewer samples or a smaller model",
+                              status="error: previous model kept")
+        except Exception as exc:  # shown as one line in the page; the traceback goes to the log
+            log.exception("update failed")
+            self.param.update(error=f"unexpected error ({type(exc).__name__}): {exc}",
+                              status="error: previous model kept")
+        finally:
+            self.param.update(busy=False, progress=100)
+
+    def _set_bounds(self, facts: dict[str, Any]) -> None:
+        n, d = facts["num_features"], facts["hidden_dim"]
+        self.param.num_features.bounds = (min(1024, n), n)
+        lo, hi = self.param.hidden_dim.bounds
+        self.param.hidden_dim.bounds = (min(lo, d), max(hi, d))
+
+    def _reset_to_source(self, values: dict[str, Any]) -> None:
+        self._applying_preset = True
+        try:
+            self.param.update(**values, preset=CUSTOM)
+        finally:
+            self._applying_preset = False
+        self.request()
+
+    # -------------------------------------------------------------- notebook display
+    def view(self):
+        from synthviz.app.views import Explorer
+        return Explorer(controller=self)
+
+    def __panel__(self):
+        return self.view().__panel__()
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return self.view()._repr_mimebundle_(include, exclude)
+
+
+def parse_ids(text: str) -> tuple[int, ...]:
+    out = []
+    for part in text.replace(";", ",").replace(" ", ",").split(","):
+        if part.strip():
+            try:
+                out.append(int(part))
+            except ValueError:
+                raise SynthvizError(f"co-occurrence ids must be integers, got {part!r}") from None
+    return tuple(out)
+
+
+def sample_settings(snap: dict[str, Any]) -> SampleSettings:
+    return SampleSettings(samples=int(snap["samples"]), first_k=int(snap["first_k"]),
+                          seed=int(snap["sample_seed"]), cooc_how=snap["cooc_how"],
+                          cooc_k=int(snap["cooc_k"]), cooc_root=int(snap["cooc_root"]),
+                          cooc_ids=parse_ids(snap["cooc_ids"]) if snap["cooc_how"] == "list"
+                          else ())

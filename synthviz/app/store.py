@@ -1,0 +1,273 @@
+"""The app's shared data store (Panel's "structure with a DataStore" pattern, process-wide).
+
+One `STORE` per server process holds:
+- each loaded source model, once per (source, device), shared by every browser session;
+- derived models (variations) in a small LRU keyed on the variation's scalar fields;
+- sample statistics in an LRU keyed on (model key, sample settings);
+- dictionary statistics (superposition, ~1-3 s at 16k) keyed on the feature-vector tensor itself,
+  so cheap variations that share the base's dictionary reuse the base's result.
+
+Tensors do not hash by content, hence scalar keys. Concurrent sessions asking for the same key
+wait for one computation instead of repeating it (single flight). Nothing here imports Panel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+INTERFERENCE_SAMPLES = 512
+
+
+class _LRU:
+    def __init__(self, size: int):
+        self.size = size
+        self.items: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        return None
+
+    def put(self, key, value) -> None:
+        self.items[key] = value
+        self.items.move_to_end(key)
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+    def __contains__(self, key) -> bool:
+        return key in self.items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """Everything that determines the sample statistics of one model (all scalars)."""
+    samples: int = 8192
+    first_k: int = 4096
+    seed: int = 0
+    cooc_how: str = "top"
+    cooc_k: int = 32
+    cooc_root: int = 0
+    cooc_ids: tuple[int, ...] = ()
+
+
+@dataclass
+class SampleStats:
+    """Statistics measured on one batch of samples, plus the analytic expectations."""
+    l0: Any
+    firing: Any
+    cooccurrence: Any
+    magnitudes: Any
+    interference: Any
+    me_violations: int
+    orphan_children: int
+    expected_l0: tuple[float, float] | None
+    samples_per_s: float
+    seconds: float
+    errors: dict[str, str] = field(default_factory=dict)  # statistic -> why it is missing
+
+
+class _Validity:
+    """Adapter: feeds `validity_counts` from the same batches as the accumulators."""
+
+    def __init__(self, forest, n: int):
+        self.forest, self.n = forest, n
+        self.me = self.orphans = 0
+
+    def update(self, rows, cols, values, batch_size):
+        from synthviz.stats.validity import validity_counts
+        a, b = validity_counts(self.forest, rows, cols, self.n)
+        self.me += a
+        self.orphans += b
+
+    def result(self):
+        return self.me, self.orphans
+
+
+class Store:
+    def __init__(self, max_models: int = 6, max_stats: int = 24, max_dicts: int = 6):
+        self._lock = threading.Lock()
+        self._sources: dict[tuple, Any] = {}  # never evicted: a handful of sources per process
+        self._models = _LRU(max_models)
+        self._stats = _LRU(max_stats)
+        self._dicts = _LRU(max_dicts)
+        self._inflight: dict[tuple, Future] = {}
+
+    # ------------------------------------------------------------------ single flight
+    def _once(self, cache, key, compute: Callable[[], Any]):
+        """cache[key], computing it at most once even when several sessions ask together."""
+        with self._lock:
+            hit = cache.get(key)
+            if hit is not None:
+                return hit
+            fut = self._inflight.get(key)
+            owner = fut is None
+            if owner:
+                fut = self._inflight[key] = Future()
+        if not owner:
+            return fut.result()
+        try:
+            value = compute()
+        except BaseException as exc:
+            with self._lock:
+                self._inflight.pop(key, None)
+            fut.set_exception(exc)
+            raise
+        with self._lock:
+            if isinstance(cache, dict):
+                cache[key] = value
+            else:
+                cache.put(key, value)
+            self._inflight.pop(key, None)
+        fut.set_result(value)
+        return value
+
+    # ------------------------------------------------------------------ models
+    def source(self, source: str, device: str = "auto", progress: Progress | None = None):
+        """The model a source names (preset, folder, Hub id): loaded once per process."""
+        from synthviz.io import load
+        key = ("source", str(source).strip(), str(device))
+        return self._once(self._sources, key, lambda: load(source, device=device,
+                                                           progress=progress))
+
+    def model(self, source: str, device: str, variation, progress: Progress | None = None):
+        """(key, model): the source with `variation` applied; the source itself for identity."""
+        base = self.source(source, device, progress)
+        if variation is None or variation.is_identity():
+            return ("model", source, str(device), None), base
+        key = ("model", source, str(device), variation_key(variation))
+        return key, self._once(self._models, key, lambda: variation.apply(base, progress=progress))
+
+    # ------------------------------------------------------------------ statistics
+    def sample_stats(self, model_key: tuple, model, settings: SampleSettings,
+                     progress: Progress | None = None) -> SampleStats:
+        key = ("stats", model_key, settings)
+        return self._once(self._stats, key, lambda: compute_sample_stats(model, settings, progress))
+
+    def superposition(self, model, progress: Progress | None = None):
+        """Superposition statistics of the model's dictionary, cached on the tensor's identity."""
+        from synthviz.stats.superposition import superposition_stats
+        v = model.feature_vectors
+        # the entry keeps `v` alive, so its data pointer cannot be reused by another tensor
+        key = ("dict", v.data_ptr(), tuple(v.shape), tuple(v.stride()), str(v.dtype))
+        return self._once(self._dicts, key,
+                          lambda: (v, superposition_stats(v, progress=progress)))[1]
+
+    def cached_superposition(self, model):
+        v = model.feature_vectors
+        key = ("dict", v.data_ptr(), tuple(v.shape), tuple(v.stride()), str(v.dtype))
+        with self._lock:
+            hit = self._dicts.get(key)
+        return None if hit is None else hit[1]
+
+    def clear(self) -> None:
+        """Drop everything (tests); sessions keep the objects they already hold."""
+        with self._lock:
+            self._sources.clear()
+            self._models = _LRU(self._models.size)
+            self._stats = _LRU(self._stats.size)
+            self._dicts = _LRU(self._dicts.size)
+
+
+def variation_key(variation) -> tuple:
+    if dataclasses.is_dataclass(variation):
+        return tuple(sorted((k, _hashable(v)) for k, v in dataclasses.asdict(variation).items()))
+    return (repr(variation),)
+
+
+def _hashable(v):
+    if isinstance(v, (list, tuple)):
+        return tuple(_hashable(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
+    return v
+
+
+def cooccurrence_features(model, settings: SampleSettings):
+    from synthviz.stats.cooccurrence import select_features
+    how = settings.cooc_how
+    if how == "subtree" and model.forest is None:
+        how = "top"  # no hierarchy: the most frequent features instead of an empty set
+    if how == "list":
+        ids = [i for i in settings.cooc_ids if 0 <= i < model.num_features]
+        return select_features(model, how="list", ids=ids)
+    if how == "subtree":
+        return select_features(model, how="subtree", root=settings.cooc_root, k=settings.cooc_k)
+    return select_features(model, how="top", k=settings.cooc_k)
+
+
+def _optional(module: str, name: str, errors: dict[str, str], key: str):
+    """A statistics class that may not exist in this version; a missing one costs one plot."""
+    try:
+        mod = __import__(f"synthviz.stats.{module}", fromlist=[name])
+        return getattr(mod, name)
+    except (ImportError, AttributeError) as exc:
+        errors[key] = f"not available ({exc})"
+        return None
+
+
+def compute_sample_stats(model, settings: SampleSettings, progress: Progress | None = None
+                         ) -> SampleStats:
+    """Sample once and feed every accumulator from the same batches."""
+    from synthviz.stats.cooccurrence import CooccurrenceAccumulator
+    from synthviz.stats.frequencies import FiringAccumulator
+    from synthviz.stats.l0 import L0Accumulator, expected_l0
+    from synthviz.stats.stream import collect
+
+    errors: dict[str, str] = {}
+    accs = {
+        "l0": L0Accumulator(first_k=settings.first_k),
+        "firing": FiringAccumulator(model.num_features),
+        "validity": _Validity(model.forest, model.num_features),
+    }
+    optional = (("magnitudes", "MagnitudeAccumulator", "magnitudes", lambda c: c(model.forest)),
+                # readouts cost a [D] @ [D, N] product per sample: a few hundred samples give
+                # millions of readout errors, plenty for the histograms, and keep updates fast
+                ("superposition", "InterferenceAccumulator", "interference",
+                 lambda c: c(model, max_samples=min(INTERFERENCE_SAMPLES, settings.samples))))
+    for module, name, key, make in optional:
+        cls = _optional(module, name, errors, key)
+        if cls is not None:
+            try:
+                accs[key] = make(cls)
+            except Exception as exc:  # one statistic failing must not cost the other plots
+                errors[key] = str(exc)
+    try:
+        accs["cooccurrence"] = CooccurrenceAccumulator(cooccurrence_features(model, settings))
+    except Exception as exc:  # e.g. a bad feature list: the message goes in that plot
+        errors["cooccurrence"] = str(exc)
+    t0 = time.perf_counter()
+    results = collect(model, settings.samples, list(accs.values()), seed=settings.seed,
+                      progress=progress)
+    secs = time.perf_counter() - t0
+    res = dict(zip(accs, results))
+    try:
+        exp = tuple(float(x) for x in expected_l0(model, first_k=settings.first_k))
+    except Exception as exc:
+        exp = None
+        errors["expected_l0"] = str(exc)
+    me, orph = res["validity"]
+    return SampleStats(l0=res["l0"], firing=res["firing"], cooccurrence=res.get("cooccurrence"),
+                       magnitudes=res.get("magnitudes"), interference=res.get("interference"),
+                       me_violations=me, orphan_children=orph, expected_l0=exp,
+                       samples_per_s=settings.samples / max(secs, 1e-9), seconds=secs,
+                       errors=errors)
+
+
+STORE = Store()

@@ -1,0 +1,116 @@
+"""Hierarchy: one tree drawn with a tidy layout (nodes coloured by firing rate, ME parents ringed)
+and the forest summary (nodes per depth)."""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+
+from synthviz.plots._style import BASE, COMMON, CURRENT, empty, to_numpy
+
+RATE_FLOOR = 1e-5  # colour floor for features never seen in the sample (log scale)
+
+
+def tidy_layout(nodes: list[int], parents: list[int]) -> dict[int, tuple[float, float]]:
+    """(x, y) per node: leaves on consecutive x slots in depth-first order, each parent centred
+    over its children, y = -depth. `parents[i]` is node i's parent (-1 or absent for the root).
+
+    networkx has no tree layout without graphviz, hence this small one.
+    """
+    kids: dict[int, list[int]] = {n: [] for n in nodes}
+    roots = []
+    for n, p in zip(nodes, parents):
+        if p in kids and p != n:
+            kids[p].append(n)
+        else:
+            roots.append(n)
+    pos: dict[int, tuple[float, float]] = {}
+    slot = 0.0
+    for root in roots:
+        # iterative post-order so a deep tree cannot hit Python's recursion limit
+        stack = [(root, 0, False)]
+        while stack:
+            node, depth, done = stack.pop()
+            if done:
+                ch = kids[node]
+                x = (pos[ch[0]][0] + pos[ch[-1]][0]) / 2 if ch else slot
+                if not ch:
+                    slot += 1.0
+                pos[node] = (x, -float(depth))
+                continue
+            stack.append((node, depth, True))
+            stack.extend((c, depth + 1, False) for c in reversed(kids[node]))
+        slot += 1.0  # a gap between separate trees
+    return pos
+
+
+def _columns(table) -> dict[str, np.ndarray]:
+    """A tree table as numpy columns; accepts a dict of columns, a list of rows, or a DataFrame."""
+    if hasattr(table, "to_dict") and hasattr(table, "columns"):
+        table = {c: table[c].to_numpy() for c in table.columns}
+    elif isinstance(table, list):
+        keys = table[0].keys() if table else []
+        table = {k: [row[k] for row in table] for k in keys}
+    return {k: to_numpy(v) for k, v in table.items()}
+
+
+def create_tree_plot(table, title: str | None = None, color: str | None = None) -> hv.Overlay:
+    """One tree from `tree_table(forest, root, rates)`: columns feature, parent, depth, me, rate.
+
+    Node colour is log10 of the measured rate; ME parents get a black ring; hover shows the
+    feature id, depth, rate and whether its children are mutually exclusive.
+    """
+    cols = _columns(table)
+    if not cols or len(cols.get("feature", [])) == 0:
+        return empty("no tree for this root")
+    feats = [int(f) for f in cols["feature"]]
+    parents = [int(p) for p in cols["parent"]]
+    pos = tidy_layout(feats, parents)
+    rate = cols["rate"].astype(float) if "rate" in cols else np.full(len(feats), np.nan)
+    me = cols["me"].astype(bool) if "me" in cols else np.zeros(len(feats), bool)
+    depth = cols["depth"].astype(int)
+    x = np.array([pos[f][0] for f in feats])
+    y = np.array([pos[f][1] for f in feats])
+    log_rate = np.log10(np.clip(np.nan_to_num(rate, nan=RATE_FLOOR), RATE_FLOOR, None))
+    node_data = {"x": x, "y": y, "feature": np.array(feats), "rate": rate, "log10_rate": log_rate,
+                 "depth": depth, "me": np.where(me, "yes", "no")}
+    nodes = hv.Nodes(node_data, ["x", "y", "feature"], ["rate", "log10_rate", "depth", "me"])
+    src = [p for p in parents if p in pos]
+    dst = [f for f, p in zip(feats, parents) if p in pos]
+    graph = hv.Graph(((src, dst), nodes)).opts(
+        node_color="log10_rate", cmap="viridis", node_size=9 if len(feats) < 400 else 5,
+        edge_color=color or "#999999", edge_line_width=1, colorbar=True,
+        clim=(float(np.log10(RATE_FLOOR)), 0.0), tools=["hover"], node_line_color=None,
+        hover_tooltips=[("feature", "@feature"), ("depth", "@depth"), ("rate", "@rate{0.00000}"),
+                        ("ME children", "@me")],
+        xaxis=None, yaxis=None)
+    rings = hv.Points({"x": x[me], "y": y[me]}, ["x", "y"], label="ME parent").opts(
+        marker="circle", fill_alpha=0, line_color="black", line_width=2,
+        size=16 if len(feats) < 400 else 9)
+    root = feats[0]
+    return (graph * rings).opts(
+        title=title or f"Tree of root {root}: {len(feats)} nodes, depth {int(depth.max())}",
+        legend_position="top_right", **COMMON)
+
+
+def create_forest_summary_plot(summary, base=None) -> hv.Overlay:
+    """Bars of tree nodes per depth, titled with roots, ME parents and features outside trees.
+
+    summary, base: results of `forest_summary` (fields nodes_per_depth, roots, me_parents,
+    outside, max_depth).
+    """
+    if summary is None:
+        return empty("this model has no hierarchy")
+    per = [int(v) for v in to_numpy(summary.nodes_per_depth)]
+    kd = hv.Dimension("depth")
+    vd = hv.Dimension("nodes", label="tree nodes")
+    bars = hv.Bars({"depth": [str(d) for d in range(len(per))], "nodes": per}, kd, vd,
+                   label="this model").opts(color=CURRENT, tools=["hover"])
+    layers = [bars]
+    if base is not None:
+        bper = [int(v) for v in to_numpy(base.nodes_per_depth)]
+        layers.append(hv.Scatter({"depth": [str(d) for d in range(len(bper))], "nodes": bper},
+                                 kd, vd, label="base").opts(color=BASE, size=12, marker="diamond"))
+    title = (f"{summary.roots} roots, {summary.me_parents} ME parents, max depth "
+             f"{summary.max_depth}, {summary.outside} features outside trees")
+    return hv.Overlay(layers).opts(title=title, logy=False, legend_position="top_left", **COMMON)

@@ -1,0 +1,203 @@
+"""Controller tests without a browser: presets set the sliders, each change updates the statistics
+it should, expensive changes do not block the caller, errors keep the previous model, and
+sessions share the loaded model."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from synthviz.app import STORE, Controller
+from synthviz.app.controller import CUSTOM
+from synthviz.presets import PRESETS
+
+WAIT = 240  # seconds; a cold machine may have to build the 16k base first
+
+
+def ready(c: Controller) -> Controller:
+    assert c.wait(WAIT), f"controller did not finish: {c.status}"
+    assert c.error == "", c.error
+    return c
+
+
+def l0_se(stats) -> float:
+    return stats.l0.std / math.sqrt(stats.l0.samples)
+
+
+# ------------------------------------------------------------------ presets (no sampling)
+
+def test_presets_set_the_sliders():
+    c = Controller(start=False)
+    c.preset = "d-512"
+    assert (c.hidden_dim, c.num_features, c.rel_p, c.std_mode) == (512, 16384, 1.0, "base")
+    c.preset = "std-0.1"
+    assert (c.std_mode, c.std, c.hidden_dim) == ("constant", 0.1, 768)
+    c.preset = "rel-p-0.25"
+    assert (c.rel_p, c.std_mode) == (0.25, "base")
+    c.preset = "n-4096"
+    assert c.num_features == 4096 and c.rel_p == 1.0
+    c.preset = "rand-hierarchy-16-4-32-me-0.75-l0-30-4kl0-24"
+    assert c.hierarchy_mode == "custom"
+    assert (c.roots, c.branching_random, c.branching_min, c.branching_max, c.depth) == \
+        (16, True, 4, 32, 3)
+    assert c.me_portion == 0.75 and c.use_target_l0
+    assert (c.target_l0, c.target_l0_first_k) == (30.0, 24.0)
+    c.preset = "base-v1"
+    assert c.hierarchy_mode == "custom" and c.rescale is False and not c.use_target_l0
+    c.preset = "base"
+    assert c.hierarchy_mode == "base" and c.rescale is True and c.num_features == 16384
+    assert c.idle  # start=False: nothing was sampled
+
+
+def test_every_preset_round_trips_through_the_sliders():
+    """Setting a preset's sliders gives back that preset's Variation (so its link reopens it)."""
+    from synthviz.app.variation_bridge import (make_variation, normalize, preset_variation,
+                                               settings_for)
+    facts = {"num_features": 16384, "hidden_dim": 768, "seed": 42,
+             "hierarchy": {"roots": 128, "branching": 4, "depth": 3, "me_portion": 1.0,
+                           "me_min_depth": 0, "me_max_depth": None, "compensate": True,
+                           "rescale": True}}
+    c = Controller(start=False)
+    for name in PRESETS:
+        source, v = preset_variation(name)
+        settings = {**c.settings(), **settings_for(v, facts)}
+        assert make_variation(settings, facts) == normalize(v, facts), name
+
+
+def test_moving_a_slider_off_a_preset_says_custom():
+    c = Controller(start=False)
+    c.preset = "rel-p-0.5"
+    c.rel_p = 0.55
+    assert c.preset == CUSTOM
+    c.rel_p = 0.75
+    assert c.preset == "rel-p-0.75"  # the sliders match a preset again
+
+
+# ------------------------------------------------------------------ live statistics (16k base)
+
+@pytest.fixture(scope="module")
+def base_controller():
+    c = ready(Controller())
+    yield c
+    c.close()
+
+
+def test_base_cards(base_controller):
+    r = base_controller.results
+    cards = r.cards
+    assert (cards["N"], cards["D"]) == (16384, 768)
+    # sampled L0 agrees with the analytic expectation within 5 standard errors (+3% model error)
+    exp_l0, exp_k = r.stats.expected_l0
+    assert abs(cards["L0"] - exp_l0) < 5 * l0_se(r.stats) + 0.03 * exp_l0
+    assert abs(cards["first-K L0"] - exp_k) < 5 * r.stats.l0.std_first_k / math.sqrt(
+        r.stats.l0.samples) + 0.03 * exp_k
+    assert cards["ME violations"] == 0 and r.stats.orphan_children == 0
+    assert 0.1 < cards["rho_mm"] < 0.2 and cards["samples/s"] > 0
+
+
+def test_rel_p_changes_l0_and_rates_but_not_the_dictionary(base_controller):
+    c = base_controller
+    before = c.results
+    c.rel_p = 0.5
+    after = ready(c).results
+    ratio = after.stats.l0.mean / before.stats.l0.mean
+    tol = 5 * math.hypot(l0_se(after.stats) / before.stats.l0.mean,
+                         l0_se(before.stats) * after.stats.l0.mean / before.stats.l0.mean ** 2)
+    assert abs(ratio - 0.5) < 0.08 + tol, ratio  # L0 scales by about k
+    assert float(after.stats.firing.stored_p[0]) == pytest.approx(
+        0.5 * float(before.stats.firing.stored_p[0]), rel=1e-5)
+    # same dictionary: the tensors and the cached superposition result are shared
+    assert after.model.feature_vectors is before.model.feature_vectors
+    assert after.superposition is before.superposition
+    c.rel_p = 1.0
+    assert ready(c).results.model is before.model  # back to the source itself
+
+
+def test_std_changes_only_magnitudes(base_controller):
+    c = base_controller
+    before = c.results
+    c.param.update(std_mode="constant", std=0.0)
+    after = ready(c).results
+    m = after.stats.magnitudes
+    # features outside every tree are never rescaled: with std 0 each is exactly mu_i
+    assert m.rel_std_by_depth[-1] < 1e-6 < before.stats.magnitudes.rel_std_by_depth[-1]
+    assert after.model.firing_probabilities is before.model.firing_probabilities
+    c.param.update(std_mode="base")
+    ready(c)
+
+
+def test_truncation_changes_n_and_the_dictionary_statistics(base_controller):
+    c = base_controller
+    before = c.results
+    c.num_features = 4096
+    after = ready(c).results
+    assert after.cards["N"] == 4096 and after.stats.firing.empirical_rate.shape[0] == 4096
+    assert after.superposition.num_features == 4096
+    assert after.superposition.rho_mm < before.superposition.rho_mm  # fewer neighbours
+    # L0 of the first 4096 features of the base equals the base's first-4096 L0
+    se = math.hypot(l0_se(after.stats), before.stats.l0.std_first_k
+                    / math.sqrt(before.stats.l0.samples))
+    assert abs(after.stats.l0.mean - before.stats.l0.mean_first_k) < 5 * se
+    c.num_features = 16384
+    ready(c)
+
+
+def test_sampling_settings(base_controller):
+    c = base_controller
+    c.param.update(samples=4096, first_k=1024, cooc_how="list", cooc_ids="5, 0, 9")
+    r = ready(c).results
+    assert r.stats.l0.samples == 4096 and r.stats.l0.first_k == 1024
+    assert r.stats.cooccurrence.features.tolist() == [5, 0, 9]
+    c.cooc_ids = "5, banana"
+    c.wait(WAIT)
+    assert "co-occurrence ids" in c.error and c.results is r  # message, previous results kept
+    c.param.update(samples=8192, first_k=4096, cooc_how="subtree", cooc_ids="")
+    ready(c)
+
+
+def test_compare_to_base(base_controller):
+    c = base_controller
+    c.param.update(rel_p=0.75, compare_base=True)
+    r = ready(c).results
+    assert r.base_stats is not None and r.base_model is STORE.source("base", "auto")
+    assert r.base_stats.l0.mean > r.stats.l0.mean
+    c.param.update(rel_p=1.0, compare_base=False)
+    ready(c)
+
+
+# ------------------------------------------------------------------ small model: fast edge cases
+
+def test_expensive_change_does_not_block(small_source):
+    c = ready(Controller(source=small_source, samples=2048))
+    assert c.results.cards["D"] == 64 and c.hidden_dim == 64  # sliders follow the source
+    old = c.results
+    t0 = time.perf_counter()
+    c.hidden_dim = 96  # a new orthogonalized dictionary, built in the worker thread
+    took = time.perf_counter() - t0
+    assert took < 0.2, took
+    assert c.results is old and not c.idle
+    ready(c)
+    assert c.results.cards["D"] == 96 and c.results.superposition.hidden_dim == 96
+    c.close()
+
+
+def test_bad_source_keeps_the_previous_model(small_source, tmp_path):
+    c = ready(Controller(source=small_source, samples=1024))
+    good = c.results
+    c.source = str(tmp_path / "missing-folder")
+    c.wait(WAIT)
+    assert c.error and "missing-folder" in c.error and "Traceback" not in c.error
+    assert c.results is good
+    c.close()
+
+
+def test_sessions_share_the_loaded_model(small_source):
+    a = ready(Controller(source=small_source, samples=1024))
+    b = ready(Controller(source=small_source, samples=1024, rel_p=0.5))
+    assert a.results.model is STORE.source(small_source, "auto")
+    # a cheap variation shares the source's dictionary tensor (no copy per session)
+    assert b.results.model.feature_vectors.data_ptr() == a.results.model.feature_vectors.data_ptr()
+    a.close()
+    b.close()
