@@ -12,6 +12,15 @@ therefore draws eps, flips the coins of top-level features (roots and features o
 in cache-sized blocks, then walks down the forest flipping only the children of active parents.
 Same conditional law, far fewer draws. A fired feature whose relu'd magnitude is 0 is inactive,
 exactly as in the dense process.
+
+Rare top-level features are drawn by exact thinning instead of one normal per (sample, feature).
+Given eps, feature i fires with probability q_i = Phi(v_i), v_i = (F_i . eps - t_i) / s_i. For a
+block of K features and one sample, qbar = Phi(max v_i) bounds every q_i in the block; candidate
+slots are drawn with probability qbar by geometric skipping (cost grows with the number of
+candidates, not with K), and a candidate is kept with probability q_i / qbar. Each slot therefore
+fires with probability exactly q_i, independently. Computing v for every (sample, feature) is a
+rank-r matmul, far cheaper than a normal draw, a compare and a nonzero. Frequent top-level features
+(p >= DENSE_P) keep the plain dense draw, which is cheaper for them.
 """
 
 from __future__ import annotations
@@ -49,6 +58,16 @@ class Tables:
     rescale: torch.Tensor | None
     levels: list[tuple[torch.Tensor, torch.Tensor]]  # per depth >= 1: (features, parents)
     me_levels: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # (parents, siblings[G,K], valid)
+    # copula values in one table: v_i = [F_i / s_i, -t_i / s_i] . [eps, 1]; fires when eta < v_i
+    walk: torch.Tensor | None = None  # [N, r + 1]
+    dense_top: torch.Tensor | None = None  # frequent top-level features, drawn densely
+    dense_a: torch.Tensor | None = None  # [r, n_dense] (F / s)^T
+    dense_c: torch.Tensor | None = None  # [n_dense] t / s (correlated) or p (independent)
+    thin_feats: torch.Tensor | None = None  # [blocks * THIN_BLOCK] rare top-level features by p
+    thin_a: torch.Tensor | None = None  # [r + 1, blocks * THIN_BLOCK] [F / s; -t / s], correlated
+    thin_c: torch.Tensor | None = None  # [blocks * THIN_BLOCK] p, padding 0 (independent)
+    thin_qbar: torch.Tensor | None = None  # [blocks] largest p per block (independent only)
+    thin_n: int = 0  # thinned features before padding (padding slots never fire)
 
 
 def build_tables(p: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
@@ -66,13 +85,48 @@ def build_tables(p: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
         top = torch.arange(n, device=device)
         ptr = idx = has_kids = me = rescale = None
         levels, me_levels = [], []
-    return Tables(
+    tb = Tables(
         n=n, device=device, dtype=dtype, p=p, t=t, mean=mean, std=std, factor=factor,
         diag_sqrt=diag_sqrt, top=top,
         top_factor_t=factor[top].T.contiguous() if factor is not None else None,
         top_s=diag_sqrt[top].contiguous() if diag_sqrt is not None else None,
         top_t=t[top].contiguous(), top_p=p[top].contiguous(), ptr=ptr, idx=idx,
         has_kids=has_kids, me=me, rescale=rescale, levels=levels, me_levels=me_levels)
+    _split_top(tb)
+    return tb
+
+
+DENSE_P = 0.05  # top-level features at least this likely are drawn densely, rarer ones by thinning
+THIN_BLOCK = 32  # features sharing one bound per sample in the thinning
+THIN_BLOCK_FLOATS = 1 << 19  # size of one [rows, thinned features] block of copula values
+
+
+def _split_top(tb: Tables) -> None:
+    """Fills the walk table and splits the top-level features into a dense and a thinned part."""
+    dev, dt = tb.device, tb.dtype
+    if tb.factor is not None:
+        s = tb.diag_sqrt.clamp(min=1e-12)  # c_i >= 0.01 when built; guards hand-made files
+        tb.walk = torch.cat([tb.factor / s[:, None], (-tb.t / s)[:, None]], 1).contiguous()
+    dense = tb.top_p >= DENSE_P
+    d_idx, t_idx = tb.top[dense], tb.top[~dense]
+    t_idx = t_idx[torch.argsort(tb.p[t_idx], descending=True, stable=True)]
+    k = THIN_BLOCK
+    pad = (-t_idx.numel()) % k
+    tb.dense_top = d_idx
+    tb.thin_n = t_idx.numel()
+    tb.thin_feats = torch.cat([t_idx, t_idx.new_zeros(pad)])
+    if tb.factor is not None:
+        tb.dense_a = tb.walk[d_idx, :-1].T.contiguous()
+        tb.dense_c = -tb.walk[d_idx, -1]
+        # [F / s; -t / s] per column, so v = [eps, 1] @ thin_a; padding columns get v = -1e30
+        a = torch.cat([tb.walk[t_idx], tb.walk.new_zeros(pad, tb.walk.shape[1])])
+        a[:, -1] = a[:, -1].clamp(min=-1e30)
+        a[t_idx.numel():, -1] = -1e30
+        tb.thin_a = a.T.contiguous()
+    else:
+        tb.dense_c = tb.p[d_idx]
+        tb.thin_c = torch.cat([tb.p[t_idx], tb.p.new_zeros(pad)])
+        tb.thin_qbar = tb.thin_c.view(-1, k).amax(1) if tb.thin_c.numel() else tb.thin_c
 
 
 def forest_tables(forest: Forest, device: torch.device):
@@ -109,9 +163,118 @@ def forest_tables(forest: Forest, device: torch.device):
 
 # ---------------------------------------------------------------------------- sparse (fast)
 
-def _block_rows(n_cols: int) -> int:
-    # keep one [rows, n_top] float block near 8 MB so it stays cache- and memory-friendly
-    return max(64, min(4096, (2 << 20) // max(1, n_cols)))
+def _block_rows(n_cols: int, floats: int = 2 << 20) -> int:
+    # keep one [rows, n_cols] float block near `floats` so it stays cache- and memory-friendly
+    return max(64, min(4096, floats // max(1, n_cols)))
+
+
+_SQRT_HALF = math.sqrt(0.5)
+
+
+def _phi(v: torch.Tensor) -> torch.Tensor:
+    """Standard normal CDF."""
+    return 0.5 * torch.erfc(v * -_SQRT_HALF)
+
+
+def _slots(qbar: torch.Tensor, k: int, gen: torch.Generator | None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Segments of k slots, each slot on with probability qbar[segment], independently.
+
+    Returns (segment, slot) of the slots that are on. Geometric skipping: the gap to the next on
+    slot is floor(log(1 - u) / log(1 - qbar)), so the work grows with the slots that are on.
+    """
+    lq = torch.log1p(-qbar)  # -inf when qbar == 1 (every slot on)
+    seg = (lq < 0).nonzero().squeeze(1)
+    lq = lq[seg]
+    pos = torch.full_like(seg, -1)
+    out_s, out_p = [], []
+    while seg.numel():
+        u = torch.rand(seg.numel(), generator=gen, device=qbar.device, dtype=qbar.dtype)
+        gap = torch.log1p(-u).div_(lq).clamp_(max=k)
+        pos = pos + 1 + gap.long()
+        on = (pos < k).nonzero().squeeze(1)
+        seg, pos, lq = seg[on], pos[on], lq[on]
+        out_s.append(seg)
+        out_p.append(pos)
+    return torch.cat(out_s), torch.cat(out_p)
+
+
+def _empty(dev) -> tuple[torch.Tensor, torch.Tensor]:
+    e = torch.empty(0, dtype=torch.long, device=dev)
+    return e, e
+
+
+@torch.no_grad()
+def sample_top(tb: Tables, batch: int, gen: torch.Generator | None,
+               eps1: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, cols) of the top-level features (roots, features outside trees) that fire.
+
+    eps1 is [batch, r + 1]: the copula's shared factor with a column of ones (drawn here when
+    the model is correlated and it is not given).
+    """
+    dev, dt = tb.device, tb.dtype
+    if tb.factor is not None and eps1 is None:
+        eps1 = _draw_eps(tb, batch, gen)
+    eps = None if eps1 is None else eps1[:, :-1]
+    rows_l, cols_l = [], []
+    nd = tb.dense_top.numel()
+    if nd:
+        step = _block_rows(nd)
+        for s in range(0, batch, step):
+            b = min(step, batch - s)
+            if eps is not None:
+                z = torch.randn(b, nd, generator=gen, device=dev, dtype=dt)
+                fired = z.addmm_(eps[s:s + b], tb.dense_a) > tb.dense_c  # eta + u/s > t/s
+            else:
+                fired = torch.rand(b, nd, generator=gen, device=dev, dtype=dt) < tb.dense_c
+            r, c = fired.nonzero(as_tuple=True)
+            rows_l.append(r + s)
+            cols_l.append(tb.dense_top[c])
+    k = THIN_BLOCK
+    n_thin = tb.thin_feats.numel()
+    nb = n_thin // k
+    if nb and eps is not None:
+        # one bound per (sample, block): the largest v in the block, from cache-sized matmuls
+        step = _block_rows(n_thin, THIN_BLOCK_FLOATS)
+        vmax = torch.empty(batch, nb, device=dev, dtype=dt)
+        buf = torch.empty(min(step, batch), n_thin, device=dev, dtype=dt)
+        for s in range(0, batch, step):
+            b = min(step, batch - s)
+            v = torch.mm(eps1[s:s + b], tb.thin_a, out=buf[:b])
+            torch.amax(v.view(b, nb, k), 2, out=vmax[s:s + b])
+        # the slack covers rounding between the matmul above and the dot products below
+        qbar = _phi(vmax.view(-1) + 1e-3)
+        seg, pos = _slots(qbar, k, gen)
+        r = torch.div(seg, nb, rounding_mode="floor")
+        slot = (seg - r * nb) * k + pos
+        f = tb.thin_feats[slot]
+        q = _phi(torch.einsum("ij,ij->i", tb.walk.index_select(0, f), eps1.index_select(0, r)))
+        keep = (torch.rand(seg.numel(), generator=gen, device=dev, dtype=dt) * qbar[seg] < q) \
+            & (slot < tb.thin_n)
+        rows_l.append(r[keep])
+        cols_l.append(f[keep])
+    elif nb:
+        step = max(1, (1 << 20) // nb)  # bounds the segment arrays
+        for s in range(0, batch, step):
+            b = min(step, batch - s)
+            qbar = tb.thin_qbar.repeat(b)
+            seg, pos = _slots(qbar, k, gen)
+            r = torch.div(seg, nb, rounding_mode="floor")
+            slot = (seg - r * nb) * k + pos
+            f = tb.thin_feats[slot]
+            keep = (torch.rand(seg.numel(), generator=gen, device=dev, dtype=dt) * qbar[seg]
+                    < tb.p[f]) & (slot < tb.thin_n)
+            rows_l.append(r[keep] + s)
+            cols_l.append(f[keep])
+    if not rows_l:
+        return _empty(dev)
+    return torch.cat(rows_l), torch.cat(cols_l)
+
+
+def _draw_eps(tb: Tables, batch: int, gen: torch.Generator | None) -> torch.Tensor:
+    eps1 = torch.ones(batch, tb.factor.shape[1] + 1, device=tb.device, dtype=tb.dtype)
+    eps1[:, :-1].normal_(generator=gen)
+    return eps1
 
 
 @torch.no_grad()
@@ -119,25 +282,8 @@ def sample_sparse(tb: Tables, batch: int, gen: torch.Generator | None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns (rows, cols, values) of the active features; unsorted."""
     dev, dt = tb.device, tb.dtype
-    eps = torch.randn(batch, tb.factor.shape[1], generator=gen, device=dev, dtype=dt) \
-        if tb.factor is not None else None
-    n_top = tb.top.numel()
-    rows_l, cols_l = [], []
-    step = _block_rows(n_top)
-    for s in range(0, batch, step):
-        b = min(step, batch - s)
-        if eps is not None:
-            z = torch.randn(b, n_top, generator=gen, device=dev, dtype=dt)
-            z.mul_(tb.top_s)
-            z.addmm_(eps[s:s + b], tb.top_factor_t)
-            fired = z > tb.top_t
-        else:
-            fired = torch.rand(b, n_top, generator=gen, device=dev, dtype=dt) < tb.top_p
-        r, c = fired.nonzero(as_tuple=True)
-        rows_l.append(r + s)
-        cols_l.append(tb.top[c])
-    rows = torch.cat(rows_l)
-    cols = torch.cat(cols_l)
+    eps1 = _draw_eps(tb, batch, gen) if tb.factor is not None else None
+    rows, cols = sample_top(tb, batch, gen, eps1)
     vals = _magnitudes(tb, cols, gen)
     keep = vals > 0
     rows, cols, vals = rows[keep], cols[keep], vals[keep]
@@ -147,16 +293,16 @@ def sample_sparse(tb: Tables, batch: int, gen: torch.Generator | None
     sel = tb.has_kids[cols]
     fr, fc, fv = rows[sel], cols[sel], vals[sel]
     while fr.numel():
-        nk = tb.ptr[fc + 1] - tb.ptr[fc]
+        first = tb.ptr[fc]
+        nk = tb.ptr[fc + 1] - first
         inst = torch.repeat_interleave(torch.arange(fr.numel(), device=dev), nk)
         offs = torch.cumsum(nk, 0) - nk
-        pos = torch.arange(inst.numel(), device=dev) - offs[inst] + tb.ptr[fc][inst]
+        pos = torch.arange(inst.numel(), device=dev) + (first - offs)[inst]
         child = tb.idx[pos]
         crow = fr[inst]
-        if eps is not None:
-            z = (tb.factor[child] * eps[crow]).sum(1)
-            z.add_(tb.diag_sqrt[child] * torch.randn(child.numel(), generator=gen, device=dev, dtype=dt))
-            fired = z > tb.t[child]
+        if eps1 is not None:
+            v = torch.einsum("ij,ij->i", tb.walk.index_select(0, child), eps1.index_select(0, crow))
+            fired = torch.randn(child.numel(), generator=gen, device=dev, dtype=dt) < v
         else:
             fired = torch.rand(child.numel(), generator=gen, device=dev, dtype=dt) < tb.p[child]
         child, crow, inst = child[fired], crow[fired], inst[fired]
@@ -168,8 +314,8 @@ def sample_sparse(tb: Tables, batch: int, gen: torch.Generator | None
             # keep exactly one active child per ME parent instance, chosen uniformly
             counts = torch.zeros(fr.numel(), dtype=torch.long, device=dev).index_add_(
                 0, inst, torch.ones_like(inst))
-            first = torch.cumsum(counts, 0) - counts  # inst is sorted, so groups are contiguous
-            rank = torch.arange(inst.numel(), device=dev) - first[inst]
+            start = torch.cumsum(counts, 0) - counts  # inst is sorted, so groups are contiguous
+            rank = torch.arange(inst.numel(), device=dev) - start[inst]
             pick = (torch.rand(fr.numel(), generator=gen, device=dev) * counts).long()
             pick = torch.minimum(pick, (counts - 1).clamp(min=0))
             keep = ~me_par | (rank == pick[inst])

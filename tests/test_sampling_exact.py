@@ -114,6 +114,7 @@ def _tally(draw, n_features: int, forest: Forest | None, tracked: torch.Tensor, 
         b = min(BATCH, N_SAMPLES - done)
         rows, cols, vals = draw(b, gen)
         assert bool((vals > 0).all()), "an entry reported active has a non-positive value"
+        assert torch.unique(rows * n_features + cols).numel() == rows.numel(), "duplicate entries"
         counts += torch.bincount(cols, minlength=n_features)
         l0s.append(torch.bincount(rows, minlength=b))
         mags.append(vals.double())
@@ -380,3 +381,39 @@ def test_checkers_flag_missing_child_rescaling():
     broken = _broken_tally("relu", forest=no_rescale)
     with pytest.raises(AssertionError, match="magnitude"):
         check_magnitudes(broken, _tally_of("relu", "dense"))
+
+
+@pytest.mark.parametrize("correlated", [True, False])
+def test_top_level_rates_equal_p_including_edge_probabilities(correlated):
+    # no hierarchy: every feature is top level and fires with marginal probability exactly p.
+    # p spans the dense and thinned parts, includes exact 0 and 1, and the thinned count is not a
+    # multiple of the block size (padding slots must never fire)
+    n, r, samples = 1001, 6, 40_000
+    gen = torch.Generator().manual_seed(5)
+    p = torch.cat([torch.tensor([0.0, 1.0, 0.5, 0.0]), torch.rand(n - 4, generator=gen) ** 3 * 0.2])
+    factor = diag = None
+    if correlated:
+        factor = torch.randn(n, r, generator=gen) * 0.3
+        factor *= torch.sqrt(0.9 / (factor**2).sum(1, keepdim=True)).clamp(max=1.0)
+        diag = 1 - (factor**2).sum(1)
+        assert float(diag.min()) > 0.01
+    tb = sampling.build_tables(p, torch.full((n,), 2.0), torch.full((n,), 0.1), factor, diag,
+                               None, torch.device("cpu"))
+    assert 0 < tb.thin_n < tb.thin_feats.numel() and tb.dense_top.numel() > 0
+    counts = torch.zeros(n, dtype=torch.long)
+    g = torch.Generator().manual_seed(6)
+    for _ in range(samples // 4000):
+        rows, cols = sampling.sample_top(tb, 4000, g)
+        assert torch.unique(rows * n + cols).numel() == rows.numel(), "duplicate entries"
+        counts += torch.bincount(cols, minlength=n)
+    assert counts[0] == 0 and counts[3] == 0 and counts[1] == samples
+    # exact two-sided binomial p-values (many features expect well under one firing)
+    k, q = counts.numpy(), p.double().numpy()
+    lower = torch.from_numpy(scipy_stats.binom.cdf(k, samples, q))
+    upper = torch.from_numpy(scipy_stats.binom.sf(k - 1, samples, q))
+    pval = (2 * torch.minimum(lower, upper)).clamp(max=1.0)
+    bound = 2 * scipy_stats.norm.sf(_z_bound(n))
+    worst = int(pval.argmin())
+    assert float(pval[worst]) > bound, (
+        f"feature {worst}: {int(counts[worst])} firings, p = {float(p[worst]):.3g}, "
+        f"p-value {float(pval[worst]):.2g} <= {bound:.2g}")
