@@ -13,6 +13,7 @@ import errno
 import glob
 import json
 import os
+import re
 import shutil
 import struct
 import sys
@@ -387,11 +388,16 @@ def load_folder(folder: str | Path, device: str | torch.device = "auto",
 
 # ---------------------------------------------------------------------------- the Hub
 
+# what the Hub accepts for an owner or a repo name (huggingface_hub's own rule)
+_HUB_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?$")
+
+
 def parse_hub_id(source: str) -> tuple[str, str | None]:
     repo, _, sub = source.partition(":")
     parts = repo.split("/")
-    if len(parts) != 2 or not all(parts) or any(p in (".", "..") for p in parts):
-        raise ConfigError(f"{source!r} is not a preset, a local folder, or a Hub id "
+    if (len(parts) != 2 or not all(_HUB_NAME.match(p) for p in parts)
+            or any(".." in p or "--" in p for p in parts) or len(parts[1]) > 96):
+        raise ConfigError(f"{source[:120]!r} is not a preset, a local folder, or a Hub id "
                           "like 'owner/name' or 'owner/name:subfolder'")
     sub = sub.strip("/") or None
     if sub is not None and any(p in ("", ".", "..") for p in sub.split("/")):
@@ -434,6 +440,8 @@ def download_from_hub(repo_id: str, subfolder: str | None) -> Path:
                                "logged in with access") from None
             except hf_errors.RevisionNotFoundError:
                 raise HubError(f"{repo_id}: revision not found") from None
+            except hf_errors.HFValidationError as exc:
+                raise HubError(f"{where}: not a valid Hub repo or path ({exc})") from None
             except (hf_errors.HfHubHTTPError, OSError) as exc:
                 raise HubError(f"{where}: download of {name} failed ({type(exc).__name__})") from None
         if CONFIG_FILE in paths and WEIGHTS_FILE in paths and (
