@@ -285,13 +285,11 @@ def sample_sparse(tb: Tables, batch: int, gen: torch.Generator | None
     eps1 = _draw_eps(tb, batch, gen) if tb.factor is not None else None
     rows, cols = sample_top(tb, batch, gen, eps1)
     vals = _magnitudes(tb, cols, gen)
-    keep = vals > 0
-    rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    rows, cols, vals = _select(vals > 0, rows, cols, vals)
     if tb.ptr is None:
         return rows, cols, vals
     out_r, out_c, out_v = [rows], [cols], [vals]
-    sel = tb.has_kids[cols]
-    fr, fc, fv = rows[sel], cols[sel], vals[sel]
+    fr, fc, fv = _select(tb.has_kids[cols], rows, cols, vals)
     while fr.numel():
         first = tb.ptr[fc]
         nk = tb.ptr[fc + 1] - first
@@ -305,30 +303,32 @@ def sample_sparse(tb: Tables, batch: int, gen: torch.Generator | None
             fired = torch.randn(child.numel(), generator=gen, device=dev, dtype=dt) < v
         else:
             fired = torch.rand(child.numel(), generator=gen, device=dev, dtype=dt) < tb.p[child]
-        child, crow, inst = child[fired], crow[fired], inst[fired]
+        # a magnitude for every candidate, so one selection keeps the fired, non-zero ones
         mag = _magnitudes(tb, child, gen)
-        act = mag > 0
-        child, crow, inst, mag = child[act], crow[act], inst[act], mag[act]
+        child, crow, inst, mag = _select(fired & (mag > 0), child, crow, inst, mag)
         me_par = tb.me[fc][inst]
         if me_par.any():
             # keep exactly one active child per ME parent instance, chosen uniformly
-            counts = torch.zeros(fr.numel(), dtype=torch.long, device=dev).index_add_(
-                0, inst, torch.ones_like(inst))
+            counts = torch.bincount(inst, minlength=fr.numel())
             start = torch.cumsum(counts, 0) - counts  # inst is sorted, so groups are contiguous
             rank = torch.arange(inst.numel(), device=dev) - start[inst]
             pick = (torch.rand(fr.numel(), generator=gen, device=dev) * counts).long()
             pick = torch.minimum(pick, (counts - 1).clamp(min=0))
-            keep = ~me_par | (rank == pick[inst])
-            child, crow, inst, mag = child[keep], crow[keep], inst[keep], mag[keep]
+            child, crow, inst, mag = _select(~me_par | (rank == pick[inst]), child, crow, inst, mag)
         resc = tb.rescale[fc][inst]
         if resc.any():
             mag = torch.where(resc, mag * fv[inst] / tb.mean[fc][inst], mag)
         out_r.append(crow)
         out_c.append(child)
         out_v.append(mag)
-        sel = tb.has_kids[child]
-        fr, fc, fv = crow[sel], child[sel], mag[sel]
+        fr, fc, fv = _select(tb.has_kids[child], crow, child, mag)
     return torch.cat(out_r), torch.cat(out_c), torch.cat(out_v)
+
+
+def _select(mask: torch.Tensor, *xs: torch.Tensor) -> list[torch.Tensor]:
+    """The entries of each x where mask is true (one nonzero for all of them)."""
+    idx = mask.nonzero().squeeze(1)
+    return [x[idx] for x in xs]
 
 
 def _magnitudes(tb: Tables, cols: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
