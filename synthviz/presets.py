@@ -131,6 +131,25 @@ def build_cached(cfg: ModelConfig, device="auto", progress: Callable | None = No
     return model
 
 
+_BASE_MEMO: dict[tuple[str, str], object] = {}
+
+
+def _base_model(device, progress):
+    """The base, loaded once per process and device; callers get a copy sharing its tensors, so
+    switching presets never reloads or duplicates the base's 50 MB."""
+    from synthviz.device import resolve_device
+
+    cfg = base_config()
+    key = (model_cache_dir({"config": cfg.to_dict()}).name, str(resolve_device(device)))
+    base = _BASE_MEMO.get(key)
+    if base is None:
+        base = build_cached(cfg, device=device, progress=progress)
+        base.notes["preset"] = "base"
+        _BASE_MEMO.clear()  # keep one: a second device's copy would double the memory
+        _BASE_MEMO[key] = base
+    return base.replace()
+
+
 def load_preset(name: str, device="auto", progress: Callable | None = None):
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; run `synthviz presets` for the list")
@@ -138,8 +157,7 @@ def load_preset(name: str, device="auto", progress: Callable | None = None):
     if preset.base != "base":
         base = load_preset(preset.base, device=device, progress=progress)
     else:
-        base = build_cached(base_config(), device=device, progress=progress)
-        base.notes["preset"] = "base"
+        base = _base_model(device, progress)
     if preset.variation is None:
         return base
     model = preset.variation.apply(base, progress=progress)

@@ -80,10 +80,14 @@ def parse_branching(text: Any) -> int | tuple[int, int]:
                 lo, _, hi = s.partition(sep)
                 try:
                     return parse_branching((int(lo), int(hi)))
+                except ConfigError:  # a ValueError too: keep its specific message
+                    raise
                 except ValueError:
                     raise ConfigError(f"branching must look like 4 or 4-32, got {text!r}") from None
         try:
             return _integer(int(s), "branching", 2)
+        except ConfigError:
+            raise
         except ValueError:
             raise ConfigError(f"branching must look like 4 or 4-32, got {text!r}") from None
     return _integer(text, "branching", 2)
@@ -287,7 +291,6 @@ class Variation:
             model = apply_rel_p(model, self.rel_p)
         if model is base_model:  # every step was a no-op: never touch the source's notes
             model = base_model.replace()
-            model._tables = base_model._tables  # same tensors, so the same sampling tables
         model.notes["base"] = _base_label(base_model)
         total = self
         previous = base_model.notes.get("variation")
