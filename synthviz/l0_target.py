@@ -5,7 +5,7 @@ The generators synthviz solves are affine in two parameters for a fixed shape:
 exponent; linear: a ramp; random: the seeded uniforms). So the result is always a plain
 `firing_probability` config (truthful on export).
 
-1. A fast analytic estimate of the expected L0 (`expected_rates`): features fire with their stored
+1. A fast analytic estimate of the expected L0 (`estimate_rates`): features fire with their stored
    (compensated) probability and a positive magnitude; a child needs an active parent; in an ME
    group a child survives with probability E[1 / (1 + number of other active siblings)],
    computed exactly for independent siblings by Gauss-Legendre integration of the siblings'
@@ -154,8 +154,11 @@ def _positive_magnitude(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.erfc(-z / math.sqrt(2))
 
 
-def expected_rates(model: SynthModel) -> torch.Tensor:
-    """Analytic expected activation rate of every feature [N] (float64), correlation ignored."""
+def estimate_rates(model: SynthModel) -> torch.Tensor:
+    """Analytic expected activation rate of every feature [N] (float64), correlation ignored.
+
+    The solver's fast estimate; `synthviz.stats.expected_rates` is the correlation-aware one.
+    """
     with _one_thread():
         st = _Structure.of(model.forest, model.num_features)
         q = model.firing_probabilities.double().cpu() * _positive_magnitude(
@@ -163,9 +166,9 @@ def expected_rates(model: SynthModel) -> torch.Tensor:
         return _rates(q, st)
 
 
-def expected_l0(model: SynthModel, first_k: int = 4096) -> tuple[float, float]:
-    """(expected L0, expected L0 over features < first_k) from `expected_rates`."""
-    r = expected_rates(model)
+def estimate_l0(model: SynthModel, first_k: int = 4096) -> tuple[float, float]:
+    """(expected L0, expected L0 over features < first_k) from `estimate_rates`."""
+    r = estimate_rates(model)
     return float(r.sum()), float(r[:first_k].sum())
 
 

@@ -176,3 +176,28 @@ def test_push_to_the_repo_root_and_errors(exported, monkeypatch, capsys):
             push_folder(folder, "someone/x", path_in_repo=bad, api=hub)
     with pytest.raises(ModelFileError, match="no such folder"):
         push_folder(folder.parent / "missing", "someone/x", api=hub)
+
+
+def test_cli_export_of_a_folder_with_variation_flags(sae_lens_small, tmp_path, capsys):
+    sl = pytest.importorskip("sae_lens.synthetic")
+    from synthviz.cli import main
+
+    _, source = sae_lens_small
+    out = tmp_path / "exports" / "half"
+    rc = main(["export", str(source), "--rel-p", "0.5", "--std", "0", "--num-features", "1024",
+               "--out", str(out), "--samples", "1000", "--device", "cpu"])
+    res = capsys.readouterr()
+    assert rc == 0, res.err
+    assert res.out.strip() == str(out.absolute())
+    card = (out / "README.md").read_text()
+    assert str(source) in card  # the base, named by where it came from
+    assert "truncated to the first 1024 features" in card and "x 0.5" in card
+    theirs = sl.SyntheticModel.load_from_disk(out)
+    assert theirs.cfg.num_features == 1024 and theirs.cfg.std_firing_magnitudes == 0.0
+    assert torch.equal(theirs.activation_generator.std_firing_magnitudes, torch.zeros(1024))
+    # a second export to the same folder is refused with one line, not a traceback
+    rc = main(["export", str(source), "--out", str(out), "--samples", "0"])
+    err = capsys.readouterr().err
+    errors = [x for x in err.splitlines() if x.startswith("synthviz: error:")]
+    assert rc == 2 and len(errors) == 1 and "is not empty" in errors[0]
+    assert "Traceback" not in err

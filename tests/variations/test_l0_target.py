@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from synthviz.errors import ConfigError
-from synthviz.l0_target import expected_l0, measure_l0, solve_l0
+from synthviz.l0_target import estimate_l0, measure_l0, solve_l0
 from synthviz.variations import Variation
 
 sl_synth = pytest.importorskip("sae_lens.synthetic")
@@ -35,7 +35,7 @@ def test_measure_l0_counts_active_features(small_model):
 
 
 def test_expected_l0_is_close_to_sampled(small_model):
-    est, est_k = expected_l0(small_model, first_k=512)
+    est, est_k = estimate_l0(small_model, first_k=512)
     m = measure_l0(small_model, CHECK_SAMPLES, first_k=512, seed=CHECK_SEED)
     # the estimate ignores the copula correlation; a few percent is all it may miss by
     assert _within(m["l0"], m["l0_se"], est, 0.05)

@@ -259,3 +259,22 @@ def test_misc_presets_hit_the_targets_in_their_names(name, export_root):
     assert len(f.me) == int(len(eligible) * float(me))
     rep = model.notes["l0_target"]
     assert rep["target_l0"] == float(l0) and rep["target_first_k"] == float(l0k)
+
+
+@pytest.mark.slow
+def test_composed_16k_variation_equals_its_parts_in_sequence():
+    from synthviz.variations import Variation
+
+    base = load_preset("base", device="cpu")
+    composed = Variation(hidden_dim=512, rel_p=0.5, std=0.0).apply(base)
+    # the parts in the order a user might click them: d-512, then rel-p-0.5, then std-0
+    sequential = Variation(std=0.0).apply(Variation(rel_p=0.5).apply(load_preset("d-512")))
+    assert composed.cfg.to_dict() == sequential.cfg.to_dict()
+    for name in ("feature_vectors", "bias", "firing_probabilities", "mean_magnitudes",
+                 "std_magnitudes", "correlation_factor", "correlation_diag"):
+        assert torch.equal(getattr(composed, name), getattr(sequential, name)), name
+    assert composed.forest == sequential.forest
+    assert composed.feature_vectors.shape == (16384, 512)
+    assert torch.equal(composed.std_magnitudes, torch.zeros(16384))
+    assert composed.notes["variation"] == sequential.notes["variation"] == {
+        "hidden_dim": 512, "std": 0.0, "rel_p": 0.5}
