@@ -83,9 +83,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
          f"notes). L0 scales by about {k:g}.", rel_p=k)
       for k in (0.1, 0.25, 0.5, 0.75, 1.25, 1.5)],
     _p("hierarchy-128-128-me-1.0-l0-40-4kl0-25", "misc",
-       "128 roots with 128 children each, depth 1 (128 + 128 x 128 exceeds 16384, so every "
-       "feature is in a tree and the last root gets no children; depth 1 is the only depth "
-       "this naming allows), all parents ME; target L0 40, first-4096 L0 25. " + _MISC_COMMON,
+       "128 roots with 128 children each, max depth 1 (the children already use every "
+       "feature, 128 + 127 x 128 = 16384, so the last root gets none and a larger depth gives "
+       "the same forest), all parents ME; target L0 40, first-4096 L0 25. " + _MISC_COMMON,
        roots=128, branching=128, depth=1, me_portion=1.0, target_l0=40.0,
        target_l0_first_k=25.0),
     _p("rand-hierarchy-16-4-32-me-0.75-l0-30-4kl0-24", "misc",
