@@ -25,7 +25,10 @@ inactive features.
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import torch
@@ -86,14 +89,6 @@ def _normalize(vectors: torch.Tensor, device) -> torch.Tensor:
     return v / v.norm(dim=1, keepdim=True).clamp(min=1e-8)
 
 
-def _update_best(best_v, best_i, rows: slice, v, i):
-    """Running max with the smallest index on ties."""
-    bv, bi = best_v[rows], best_i[rows]
-    better = (v > bv) | ((v == bv) & (i < bi))
-    best_v[rows] = torch.where(better, v, bv)
-    best_i[rows] = torch.where(better, i, bi)
-
-
 def _hist_add(hist: torch.Tensor, vals: torch.Tensor, bins: int) -> None:
     # |cos| in [0, 1]: scale, truncate to a bin, fold the value 1.0 into the last bin
     idx = (vals * bins).to(torch.uint8 if bins < 255 else torch.int32).reshape(-1)
@@ -139,11 +134,11 @@ def superposition_stats(vectors: torch.Tensor, percentiles: Sequence[int] = (95,
         res = _dense(v, plans, k_need, bins, progress)
     else:
         raise ConfigError(f"method must be 'auto', 'tiled' or 'dense', got {method!r}")
-    best_v, best_i, tops, total, hist, recomputed = res
+    best_v, best_i, at_rank, total, hist, recomputed = res
     pct = {}
     for p, pl in plans.items():
-        lo_val = tops[:, pl.desc_lo]
-        hi_val = tops[:, pl.desc_hi]
+        lo_val = at_rank[pl.desc_lo]
+        hi_val = at_rank[pl.desc_hi]
         pct[p] = torch.lerp(lo_val, hi_val, pl.weight.to(lo_val.device)).cpu()
     n_pairs = n_feat * (n_feat - 1) // 2
     return SuperpositionStats(
@@ -155,21 +150,44 @@ def superposition_stats(vectors: torch.Tensor, percentiles: Sequence[int] = (95,
         rows_recomputed=recomputed, method=method)
 
 
+def _rank_values(x: torch.Tensor, ranks: Sequence[int]) -> dict[int, torch.Tensor]:
+    """{r: r-th largest value of each row of x (0 = max)}; x holds at least max(ranks) + 1 of
+    each row's largest values (padding below them). Nested unsorted top-k: no full sort."""
+    out: dict[int, torch.Tensor] = {}
+    cur = x
+    for r in sorted(set(ranks), reverse=True):
+        if r in out:
+            continue
+        if cur.shape[1] > r + 1:
+            cur = cur.topk(r + 1, dim=1, sorted=False).values
+        if r >= 1 and (r - 1) in ranks and cur.shape[1] >= 2:
+            two = cur.topk(2, dim=1, largest=False, sorted=True).values
+            out[r], out[r - 1] = two[:, 0], two[:, 1]
+        else:
+            out[r] = cur.amin(dim=1)
+    return out
+
+
+def _needed_ranks(plans) -> list[int]:
+    return sorted({r for pl in plans.values() for r in (pl.desc_lo, pl.desc_hi)})
+
+
 def _top_of_rows(v: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
-    """Exact sorted top-k |cos| of the given rows with all others (self excluded)."""
+    """The k largest |cos| (unsorted) of the given rows with all others (self excluded)."""
     g = (v[rows] @ v.T).abs_()
     g[torch.arange(rows.numel(), device=v.device), rows] = -1.0
-    return g.topk(k, dim=1).values
+    return g.topk(k, dim=1, sorted=False).values
 
 
 def _dense(v, plans, k_need, bins, progress):
-    """Row chunks against the whole dictionary; per-row top-k (or sort) over all N-1 others."""
+    """Row chunks against the whole dictionary; per-row selection over all N-1 others."""
     n_feat = v.shape[0]
     dev = v.device
+    ranks = _needed_ranks(plans)
     chunk = max(1, min(n_feat, (1 << 24) // n_feat))
     best_v = torch.empty(n_feat, device=dev)
     best_i = torch.empty(n_feat, dtype=torch.long, device=dev)
-    tops = torch.empty(n_feat, k_need, device=dev)
+    at_rank = {r: torch.empty(n_feat, device=dev) for r in ranks}
     hist = torch.zeros(bins, dtype=torch.long, device=dev)
     total = 0.0
     vt = v.T.contiguous()
@@ -186,90 +204,164 @@ def _dense(v, plans, k_need, bins, progress):
         g[r, r + i] = -1.0
         mv, mi = g.max(dim=1)
         best_v[i:e], best_i[i:e] = mv, mi
-        tops[i:e] = g.topk(k_need, dim=1).values
+        if ranks:
+            for k, x in _rank_values(g.topk(k_need, dim=1, sorted=False).values, ranks).items():
+                at_rank[k][i:e] = x
         if progress:
             progress(s + 1, steps)
-    return best_v, best_i, tops, total, hist, 0
+    return best_v, best_i, at_rank, total, hist, 0
 
 
 def _tiled(v, plans, k_need, bins, tile, progress):
-    """Upper-triangle tiles of the Gram matrix, each read for its rows and for its columns."""
+    """Upper-triangle tiles of the Gram matrix, each read for its rows and for its columns.
+
+    On the CPU the tiles are shared among `torch.get_num_threads()` Python worker threads, each
+    running torch single-threaded (torch releases the GIL): small per-tile operations then never
+    wait on OpenMP barriers, which matters on a busy machine. The thread setting is restored after.
+    """
     n_feat = v.shape[0]
     n = n_feat - 1
     dev = v.device
-    starts = list(range(0, n_feat, tile))
-    nb = len(starts)
-    spans = [(s, min(n_feat, s + tile)) for s in starts]
+    ranks = _needed_ranks(plans)
+    spans = [(s, min(n_feat, s + tile)) for s in range(0, n_feat, tile)]
+    nb = len(spans)
     vt = v.T.contiguous()
-    best_v = torch.full((n_feat,), -1.0, device=dev)
-    best_i = torch.zeros(n_feat, dtype=torch.long, device=dev)
-    tops = torch.empty(n_feat, k_need, device=dev)
-    hist = torch.zeros(bins, dtype=torch.long, device=dev)
-    total = 0.0
+    tmax = torch.empty(n_feat, nb, device=dev)  # per row, the max |cos| within each column tile
+    at_rank = {r: torch.empty(n_feat, device=dev) for r in ranks}
     frac = k_need / n
     tau = torch.empty(n_feat, device=dev)
-    # per block: list of (counts [rows], kept values grouped by row)
+    # per block row: (counts [rows], kept values grouped by row) from every tile touching it
     kept: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(nb)]
-    n_tiles = nb * (nb + 1) // 2
-    done = 0
-    recomputed = 0
-    diag_tiles = []
-    # pass 1: diagonal tiles give each row its threshold
-    for b, (s, e) in enumerate(spans):
+    n_tiles = nb * (nb + 1) // 2 + 1
+    state = {"done": 0, "recomputed": 0}
+    lock = threading.Lock()
+
+    def new_acc():
+        return {"total": 0.0, "hist": torch.zeros(bins, dtype=torch.long, device=dev)}
+
+    def tick():
+        with lock:
+            state["done"] += 1
+
+    def diag(b, acc):
+        s, e = spans[b]
         g = (v[s:e] @ vt[:, s:e]).abs_()
         m = e - s
         r = torch.arange(m, device=dev)
-        upper = r[None, :] > r[:, None]
-        vals = g[upper]
-        total += float(vals.sum(dtype=torch.float64))
-        _hist_add(hist, vals, bins)
+        vals = g[r[None, :] > r[:, None]]  # strict upper triangle: each pair once
+        acc["total"] += float(vals.sum(dtype=torch.float64))
+        _hist_add(acc["hist"], vals, bins)
         g[r, r] = -1.0
-        mv, mi = g.max(dim=1)
-        _update_best(best_v, best_i, slice(s, e), mv, mi + s)
+        tmax[s:e, b] = g.amax(dim=1)
         others = m - 1
         keep = frac * _KEEP_FACTOR + _KEEP_SIGMAS * math.sqrt(frac / max(others, 1))
         rank = math.ceil(keep * others)
-        if others >= 64 and rank < others:
-            tau[s:e] = g.topk(rank, dim=1, sorted=False).values.min(dim=1).values
+        if ranks and others >= 64 and rank < others:
+            tau[s:e] = g.topk(rank, dim=1, sorted=False).values.amin(dim=1)
         else:
             tau[s:e] = -1.0  # too few columns to estimate: keep everything
-        diag_tiles.append(g)
-        done += 1
-        if progress:
-            progress(done, n_tiles)
-    # the diagonal tiles' own kept values (the -1 self entries never pass a threshold >= -1)
-    for b, (s, e) in enumerate(spans):
-        g = diag_tiles[b]
-        mask = g > tau[s:e, None]
-        kept[b].append((mask.sum(dim=1), g[mask]))
-    del diag_tiles
-    # pass 2: off-diagonal tiles, block row by block row; block I is complete after its row
-    for bi, (s, e) in enumerate(spans):
+        if ranks:  # the self entry is -1 and never passes a threshold >= -1
+            mask = g > tau[s:e, None]
+            kept[b].append((mask.sum(dim=1), g[mask]))
+        tick()
+
+    def block_row(bi, acc):
+        s, e = spans[bi]
         t_rows = tau[s:e, None]
         for bj in range(bi + 1, nb):
             s2, e2 = spans[bj]
             g = (v[s:e] @ vt[:, s2:e2]).abs_()
-            total += float(g.sum(dtype=torch.float64))
-            _hist_add(hist, g, bins)
-            mv, mi = g.max(dim=1)
-            _update_best(best_v, best_i, slice(s, e), mv, mi + s2)
+            acc["total"] += float(g.sum(dtype=torch.float64))
+            _hist_add(acc["hist"], g, bins)
+            tmax[s:e, bj] = g.amax(dim=1)
             gt = g.T.contiguous()
-            mv, mi = gt.max(dim=1)
-            _update_best(best_v, best_i, slice(s2, e2), mv, mi + s)
-            mask = g > t_rows
-            kept[bi].append((mask.sum(dim=1), g[mask]))
-            mask = gt > tau[s2:e2, None]
-            kept[bj].append((mask.sum(dim=1), gt[mask]))
-            done += 1
-            if progress:
-                progress(done, n_tiles)
-        recomputed += _finish_block(v, s, e, kept[bi], k_need, tops)
-        kept[bi] = []
-    return best_v, best_i, tops, total, hist, recomputed
+            tmax[s2:e2, bi] = gt.amax(dim=1)
+            if ranks:
+                mask = g > t_rows
+                kept[bi].append((mask.sum(dim=1), g[mask]))
+                mask = gt > tau[s2:e2, None]
+                kept[bj].append((mask.sum(dim=1), gt[mask]))
+            tick()
+
+    def finish(b, acc):
+        if ranks:
+            s, e = spans[b]
+            short = _finish_block(v, s, e, kept[b], k_need, ranks, at_rank)
+            with lock:
+                state["recomputed"] += short
+        kept[b] = []
+
+    accs = _run_phases([(diag, list(range(nb))), (block_row, list(range(nb))),
+                        (finish, list(range(nb)))], new_acc, dev, state, n_tiles, progress)
+    total = sum(a["total"] for a in accs)
+    hist = torch.stack([a["hist"] for a in accs]).sum(0)
+    best_v, best_i = _partners(v, vt, tmax, spans)
+    if progress:
+        progress(n_tiles, n_tiles)
+    return best_v, best_i, at_rank, total, hist, state["recomputed"]
 
 
-def _finish_block(v, s, e, pieces, k_need, tops) -> int:
-    """Per-row top-k from the kept values of block rows s:e; rows that kept too few are redone."""
+def _run_phases(phases, new_acc, dev, state, n_tiles, progress) -> list[dict]:
+    """Run each phase's jobs (fn(item, acc)) on worker threads, phase after phase; progress is
+    reported from the calling thread. Returns the workers' accumulators."""
+    workers = torch.get_num_threads() if dev.type == "cpu" else 1
+    workers = max(1, min(workers, os.cpu_count() or 1))
+    accs = [new_acc() for _ in range(workers)]
+    if workers == 1:
+        for fn, items in phases:
+            for it in items:
+                fn(it, accs[0])
+                if progress and state["done"] < n_tiles:
+                    progress(state["done"], n_tiles)
+        return accs
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for fn, items in phases:
+                queue = list(items)
+                qlock = threading.Lock()
+
+                def work(acc, fn=fn, queue=queue, qlock=qlock):
+                    while True:
+                        with qlock:
+                            if not queue:
+                                return
+                            it = queue.pop(0)
+                        fn(it, acc)
+
+                futs = [pool.submit(work, a) for a in accs]
+                while True:
+                    finished, _ = wait(futs, timeout=0.2)
+                    if progress and state["done"] < n_tiles:
+                        progress(state["done"], n_tiles)
+                    if len(finished) == len(futs):
+                        break
+                for f in futs:
+                    f.result()  # re-raise a worker's error
+    finally:
+        torch.set_num_threads(saved)
+    return accs
+
+
+def _partners(v, vt, tmax, spans):
+    """Max |cos| per row from the tile maxima; the partner from its best tile, recomputed."""
+    best_v, best_t = tmax.max(dim=1)
+    best_t = tmax.argmax(dim=1)  # first tile holding the max: smallest index on ties
+    best_i = torch.empty_like(best_t)
+    for b, (s, e) in enumerate(spans):
+        rows = (best_t == b).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            continue
+        g = (v[rows] @ vt[:, s:e]).abs_()
+        inside = (rows >= s) & (rows < e)
+        g[inside.nonzero().squeeze(1), rows[inside] - s] = -1.0
+        best_i[rows] = g.argmax(dim=1) + s
+    return best_v, best_i
+
+
+def _finish_block(v, s, e, pieces, k_need, ranks, at_rank) -> int:
+    """Order statistics of block rows s:e from their kept values; rows that kept too few are redone."""
     dev = v.device
     m = e - s
     counts = torch.stack([c for c, _ in pieces])  # [pieces, m]
@@ -286,10 +378,12 @@ def _finish_block(v, s, e, pieces, k_need, tops) -> int:
         pos = torch.arange(vals.numel(), device=dev) - start[rows] + fill[rows]
         buf[rows, pos] = vals
         fill += c
-    tops[s:e] = buf.topk(k_need, dim=1).values
     short = (per_row < k_need).nonzero().squeeze(1)
     if short.numel():
-        tops[s + short] = _top_of_rows(v, short + s, k_need)
+        buf[short] = -1.0
+        buf[short, :k_need] = _top_of_rows(v, short + s, k_need)
+    for r, x in _rank_values(buf, ranks).items():
+        at_rank[r][s:e] = x
     return int(short.numel())
 
 
