@@ -200,7 +200,9 @@ def expected_rates(model, points: int = DEFAULT_POINTS) -> torch.Tensor:
     inv_s = torch.where(s > 0, 1 / s.clamp(min=1e-30), torch.full_like(s, 1e30)).float()
     total = torch.zeros_like(pn)
     marg = torch.zeros_like(pn)
-    chunk = max(1, min(points, (1 << 21) // max(1, nodes.numel())))
+    g, k = ti.sib.shape
+    width = max(nodes.numel(), g * k * ((k + 1) // 2 + 1))  # the ME step's [M, G, K, nodes]
+    chunk = max(1, min(points, (1 << 21) // max(1, width)))
     for i in range(0, eps.shape[0], chunk):
         e = eps[i:i + chunk]
         # given eps the features are independent: P(fire | eps) = P(s eta > t - F . eps)

@@ -10,7 +10,7 @@ import synthviz
 from synthviz.stats import entries_from_dense
 
 SL_SAMPLES = 8192  # sae_lens is the slow sampler; 2 batches
-SV_SAMPLES = 32768
+SV_SAMPLES = 16384
 
 
 @pytest.fixture(scope="session")
