@@ -99,6 +99,7 @@ def build_tables(p: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
 DENSE_P = 0.05  # top-level features at least this likely are drawn densely, rarer ones by thinning
 THIN_BLOCK = 32  # features sharing one bound per sample in the thinning
 THIN_BLOCK_FLOATS = 1 << 19  # size of one [rows, thinned features] block of copula values
+THIN_OUTER_FLOATS = 1 << 23  # copula values kept at once for the candidates to read back
 
 
 def _split_top(tb: Tables) -> None:
@@ -181,19 +182,19 @@ def _slots(qbar: torch.Tensor, k: int, gen: torch.Generator | None
     """Segments of k slots, each slot on with probability qbar[segment], independently.
 
     Returns (segment, slot) of the slots that are on. Geometric skipping: the gap to the next on
-    slot is floor(log(1 - u) / log(1 - qbar)), so the work grows with the slots that are on.
+    slot is floor(E / -log(1 - qbar)) with E ~ Exp(1), so the work grows with the slots that are on.
     """
-    lq = torch.log1p(-qbar)  # -inf when qbar == 1 (every slot on)
-    seg = (lq < 0).nonzero().squeeze(1)
-    lq = lq[seg]
+    rate = torch.log1p(-qbar).neg_()  # inf when qbar == 1 (every slot on)
+    seg = (rate > 0).nonzero().squeeze(1)
+    rate = rate[seg]
     pos = torch.full_like(seg, -1)
     out_s, out_p = [], []
     while seg.numel():
+        # -log(1 - u) is Exp(1), so P(gap >= j) = (1 - qbar)^j (torch's exponential_ is slower)
         u = torch.rand(seg.numel(), generator=gen, device=qbar.device, dtype=qbar.dtype)
-        gap = torch.log1p(-u).div_(lq).clamp_(max=k)
-        pos = pos + 1 + gap.long()
+        pos = pos + 1 + torch.log1p(u.neg_()).div_(rate).neg_().clamp_(max=k).long()
         on = (pos < k).nonzero().squeeze(1)
-        seg, pos, lq = seg[on], pos[on], lq[on]
+        seg, pos, rate = seg[on], pos[on], rate[on]
         out_s.append(seg)
         out_p.append(pos)
     return torch.cat(out_s), torch.cat(out_p)
@@ -234,25 +235,28 @@ def sample_top(tb: Tables, batch: int, gen: torch.Generator | None,
     n_thin = tb.thin_feats.numel()
     nb = n_thin // k
     if nb and eps is not None:
-        # one bound per (sample, block): the largest v in the block, from cache-sized matmuls
+        # v for up to THIN_OUTER_FLOATS values at a time, computed in cache-sized matmuls whose
+        # block maxima are taken while still in cache; candidates then read their v back
         step = _block_rows(n_thin, THIN_BLOCK_FLOATS)
-        vmax = torch.empty(batch, nb, device=dev, dtype=dt)
-        buf = torch.empty(min(step, batch), n_thin, device=dev, dtype=dt)
-        for s in range(0, batch, step):
-            b = min(step, batch - s)
-            v = torch.mm(eps1[s:s + b], tb.thin_a, out=buf[:b])
-            torch.amax(v.view(b, nb, k), 2, out=vmax[s:s + b])
-        # the slack covers rounding between the matmul above and the dot products below
-        qbar = _phi(vmax.view(-1) + 1e-3)
-        seg, pos = _slots(qbar, k, gen)
-        r = torch.div(seg, nb, rounding_mode="floor")
-        slot = (seg - r * nb) * k + pos
-        f = tb.thin_feats[slot]
-        q = _phi(torch.einsum("ij,ij->i", tb.walk.index_select(0, f), eps1.index_select(0, r)))
-        keep = (torch.rand(seg.numel(), generator=gen, device=dev, dtype=dt) * qbar[seg] < q) \
-            & (slot < tb.thin_n)
-        rows_l.append(r[keep])
-        cols_l.append(f[keep])
+        outer = max(step, (min(batch, THIN_OUTER_FLOATS // n_thin) // step) * step)
+        big = torch.empty(min(outer, batch), n_thin, device=dev, dtype=dt)
+        vmax = torch.empty(min(outer, batch), nb, device=dev, dtype=dt)
+        for s0 in range(0, batch, outer):
+            b0 = min(outer, batch - s0)
+            for s in range(0, b0, step):
+                b = min(step, b0 - s)
+                v = torch.mm(eps1[s0 + s:s0 + s + b], tb.thin_a, out=big[s:s + b])
+                torch.amax(v.view(b, nb, k), 2, out=vmax[s:s + b])
+            # one bound per (sample, block): the largest v of the block
+            qbar = _phi(vmax[:b0].view(-1))
+            seg, pos = _slots(qbar, k, gen)
+            flat = seg * k + pos  # = row * n_thin + column, as the blocks tile each row
+            q = _phi(torch.take(big[:b0], flat))  # padding columns have v = -1e30: q = 0
+            keep = torch.rand(seg.numel(), generator=gen, device=dev, dtype=dt) * qbar[seg] < q
+            flat = flat[keep]
+            r = torch.div(flat, n_thin, rounding_mode="floor")
+            rows_l.append(r + s0)
+            cols_l.append(tb.thin_feats[flat - r * n_thin])
     elif nb:
         step = max(1, (1 << 20) // nb)  # bounds the segment arrays
         for s in range(0, batch, step):
