@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 INTERFERENCE_SAMPLES = 512
+COS_BINS = 400  # |cos| of a 16k dictionary lies below ~0.25: 100 bins over [0, 1] are too coarse
 
 
 class _LRU:
@@ -161,13 +162,22 @@ class Store:
         return self._once(self._stats, key, lambda: compute_sample_stats(model, settings, progress))
 
     def superposition(self, model, progress: Progress | None = None):
-        """Superposition statistics of the model's dictionary, cached on the tensor's identity."""
-        from synthviz.stats.superposition import superposition_stats
+        """Superposition statistics of the model's dictionary, cached on the tensor's identity
+        in memory and on its content on disk (a dictionary is deterministic, and the 16k one
+        takes seconds), so a restarted server or a second dictionary user pays nothing."""
         v = model.feature_vectors
         # the entry keeps `v` alive, so its data pointer cannot be reused by another tensor
         key = ("dict", v.data_ptr(), tuple(v.shape), tuple(v.stride()), str(v.dtype))
-        return self._once(self._dicts, key,
-                          lambda: (v, superposition_stats(v, progress=progress)))[1]
+
+        def compute():
+            from synthviz.stats.superposition import superposition_stats
+            path = _superposition_cache_file(v)
+            cached = _load_stats(path)
+            if cached is None:
+                cached = superposition_stats(v, bins=COS_BINS, progress=progress)
+                _save_stats(path, cached)
+            return v, cached
+        return self._once(self._dicts, key, compute)[1]
 
     def cached_superposition(self, model):
         v = model.feature_vectors
@@ -183,6 +193,83 @@ class Store:
             self._models = _LRU(self._models.size)
             self._stats = _LRU(self._stats.size)
             self._dicts = _LRU(self._dicts.size)
+
+
+# ---------------------------------------------------------------------- disk cache of stats
+
+def _superposition_cache_file(v: torch.Tensor):
+    """Cache file named by the dictionary's content and the statistics code that computed it."""
+    import hashlib
+    from pathlib import Path
+
+    import synthviz.stats.superposition as sup
+    from synthviz.cache import cache_key, cache_root
+
+    h = hashlib.sha256()
+    h.update(f"{tuple(v.shape)} {v.dtype}".encode())
+    h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    code = hashlib.sha256(Path(sup.__file__).read_bytes()).hexdigest()
+    payload = {"superposition": h.hexdigest(), "code": code, "bins": COS_BINS}
+    return cache_root() / "stats" / (cache_key(payload) + ".npz")
+
+
+def _save_stats(path, stats) -> None:
+    """A statistics dataclass of tensors, dicts of tensors and scalars as one .npz (no pickle)."""
+    import json
+    import os
+
+    import numpy as np
+    arrays, meta = {}, {}
+    for f in dataclasses.fields(stats):
+        val = getattr(stats, f.name)
+        if isinstance(val, torch.Tensor):
+            arrays[f"t.{f.name}"] = val.detach().cpu().numpy()
+        elif isinstance(val, dict):
+            meta[f.name] = {str(k): (float(x) if not isinstance(x, torch.Tensor) else None)
+                            for k, x in val.items()}
+            for k, x in val.items():
+                if isinstance(x, torch.Tensor):
+                    arrays[f"d.{f.name}.{k}"] = x.detach().cpu().numpy()
+        else:
+            meta[f.name] = val
+    arrays["meta"] = np.array(json.dumps({"class": type(stats).__name__, "fields": meta}))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only cache only costs the recomputation
+        log.warning("could not cache statistics at %s: %s", path, exc)
+
+
+def _load_stats(path):
+    import json
+
+    import numpy as np
+    from synthviz.stats.superposition import SuperpositionStats
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            kw = {}
+            for f in dataclasses.fields(SuperpositionStats):
+                if f"t.{f.name}" in z:
+                    kw[f.name] = torch.from_numpy(z[f"t.{f.name}"].copy())
+                elif isinstance(meta["fields"].get(f.name), dict):
+                    d = {}
+                    for k, x in meta["fields"][f.name].items():
+                        key = int(k) if k.lstrip("-").isdigit() else k
+                        d[key] = (torch.from_numpy(z[f"d.{f.name}.{k}"].copy()) if x is None
+                                  else x)
+                    kw[f.name] = d
+                elif f.name in meta["fields"]:
+                    kw[f.name] = meta["fields"][f.name]
+            return SuperpositionStats(**kw)
+    except Exception as exc:  # a damaged or outdated entry is recomputed, not trusted
+        log.warning("ignoring cached statistics %s: %s", path, exc)
+        return None
 
 
 def variation_key(variation) -> tuple:

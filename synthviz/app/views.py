@@ -251,8 +251,10 @@ class Explorer(pn.viewable.Viewer):
             "cooc_k": W.IntSlider.from_param(p.cooc_k, **slider),
             "cooc_root": W.IntInput.from_param(p.cooc_root),
             "cooc_ids": W.TextInput.from_param(p.cooc_ids),
-            "cooc_measure": W.RadioButtonGroup.from_param(p.cooc_measure),
-            "tree_root": W.IntInput.from_param(p.tree_root),
+            "cooc_measure": W.RadioButtonGroup.from_param(p.cooc_measure, width=300,
+                                                          sizing_mode="fixed"),
+            "tree_root": W.IntInput.from_param(p.tree_root, width=220,
+                                               sizing_mode="fixed"),
             "compare_base": W.Toggle.from_param(p.compare_base, button_type="primary",
                                                 button_style="outline"),
         }
@@ -375,7 +377,7 @@ class Explorer(pn.viewable.Viewer):
                                        value="my-variation", css_classes=["sv-export-name"])
         self.export_force = W.Checkbox(name="replace an existing folder", value=False)
         self.export_samples = W.IntInput(name="samples for the model card", value=20000,
-                                         start=256, step=1000)
+                                         start=256, step=1000, css_classes=["sv-export-samples"])
         self.export_button = W.Button(name="Export", button_type="primary",
                                       css_classes=["sv-export-button"])
         self.push_repo = W.TextInput(name="Hub repo id (owner/name)", placeholder="owner/name")

@@ -42,10 +42,12 @@ def trim_counts(counts: np.ndarray, keep: float = 0.9995) -> int:
     return int(min(len(counts), np.searchsorted(cum, keep) + 2))
 
 
-def marker_line(x: float, top: float, label: str, color: str, dash: str = "dashed") -> hv.Curve:
-    """A vertical segment at x that, unlike hv.VLine, gets a legend entry."""
+def marker_line(x: float, top: float, label: str, color: str, dash: str = "dashed",
+                bottom: float = 0.0) -> hv.Curve:
+    """A vertical segment at x that, unlike hv.VLine, gets a legend entry (on a log axis give a
+    positive `bottom`: a segment from 0 is not drawn there)."""
     x = float(x)
-    return hv.Curve(([x, x], [0.0, float(top)]), "x", "y", label=label).opts(
+    return hv.Curve(([x, x], [float(bottom), float(top)]), "x", "y", label=label).opts(
         color=color, line_dash=dash, line_width=2)
 
 

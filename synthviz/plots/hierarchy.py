@@ -77,10 +77,14 @@ def create_tree_plot(table, title: str | None = None, color: str | None = None) 
     nodes = hv.Nodes(node_data, ["x", "y", "feature"], ["rate", "log10_rate", "depth", "me"])
     src = [p for p in parents if p in pos]
     dst = [f for f, p in zip(feats, parents) if p in pos]
+    # the tree's own rate range: a fixed 1e-5..1 scale would paint every node the same colour
+    lo, hi = float(log_rate.min()), float(log_rate.max())
+    if hi - lo < 0.5:
+        lo, hi = lo - 0.25, hi + 0.25
     graph = hv.Graph(((src, dst), nodes)).opts(
         node_color="log10_rate", cmap="viridis", node_size=9 if len(feats) < 400 else 5,
         edge_color=color or "#999999", edge_line_width=1, colorbar=True,
-        clim=(float(np.log10(RATE_FLOOR)), 0.0), tools=["hover"], node_line_color=None,
+        clim=(lo, hi), tools=["hover"], node_line_color=None,
         hover_tooltips=[("feature", "@feature"), ("depth", "@depth"), ("rate", "@rate{0.00000}"),
                         ("ME children", "@me")],
         xaxis=None, yaxis=None)

@@ -25,11 +25,13 @@ def create_l0_plot(stats, expected: tuple[float, float] | None = None, first_k: 
     if stats is None or stats.samples == 0:
         return empty("no samples yet")
     full, first = _fractions(stats.hist), _fractions(stats.hist_first_k)
-    n = max(trim_counts(to_numpy(stats.hist)), trim_counts(to_numpy(stats.hist_first_k)))
+    n = max(len(full), len(first), len(to_numpy(base.hist)) if base is not None else 0)
+    # every bin is kept (the fractions sum to 1); the view stops where 99.95% of the mass ends
+    shown = max(trim_counts(to_numpy(stats.hist)), trim_counts(to_numpy(stats.hist_first_k)))
     if base is not None:
-        n = max(n, trim_counts(to_numpy(base.hist)))
-    full = np.pad(full, (0, max(0, n - len(full))))[:n]
-    first = np.pad(first, (0, max(0, n - len(first))))[:n]
+        shown = max(shown, trim_counts(to_numpy(base.hist)))
+    full = np.pad(full, (0, n - len(full)))
+    first = np.pad(first, (0, n - len(first)))
     edges = step_edges(full)
     kd, vd = hv.Dimension("L0", label="active features per sample (L0)"), \
         hv.Dimension("fraction", label="fraction of samples")
@@ -50,10 +52,10 @@ def create_l0_plot(stats, expected: tuple[float, float] | None = None, first_k: 
                                EXPECTED, "dotdash")]
     if base is not None and base.samples:
         b = _fractions(base.hist)
-        b = np.pad(b, (0, max(0, n - len(b))))[:n]
+        b = np.pad(b, (0, n - len(b)))
         layers.insert(0, hv.Histogram((edges, b), kdims=kd, vdims=vd, label=f"base (mean {base.mean:.1f})").opts(
             fill_alpha=0, line_color=BASE, line_width=2))
         layers.append(marker_line(base.mean, top, f"base mean {base.mean:.2f}", BASE, "dashed"))
     return hv.Overlay(layers).opts(
         title=f"L0 per sample ({stats.samples:,} samples)", legend_position="top_right",
-        show_legend=True, **COMMON)
+        xlim=(-0.5, shown - 0.5), show_legend=True, **COMMON)

@@ -26,13 +26,14 @@ def create_cos_histogram(stats, base=None) -> hv.Overlay:
     layers = [hv.Histogram((edges, np.maximum(counts, floor)), kdims=kd, vdims=vd,
                            label=f"{stats_label(stats)}").opts(
         color=CURRENT, alpha=0.6, line_color=None, tools=["hover"], logy=True),
-        marker_line(stats.rho_mm, top, f"rho_mm {stats.rho_mm:.4f}", EXPECTED)]
+        marker_line(stats.rho_mm, top, f"rho_mm {stats.rho_mm:.4f}", EXPECTED, bottom=floor)]
     if base is not None:
         be, bc = to_numpy(base.hist_edges).astype(float), to_numpy(base.hist_counts).astype(float)
         layers.insert(0, hv.Histogram((be, np.maximum(bc, floor)), kdims=kd, vdims=vd,
                                       label=f"base ({stats_label(base)})").opts(
             fill_alpha=0, line_color=BASE, line_width=2, logy=True))
-        layers.append(marker_line(base.rho_mm, top, f"base rho_mm {base.rho_mm:.4f}", BASE))
+        layers.append(marker_line(base.rho_mm, top, f"base rho_mm {base.rho_mm:.4f}", BASE,
+                                  bottom=floor))
     nz = np.nonzero(counts)[0]
     hi = edges[nz[-1] + 1] if len(nz) else 1.0
     if base is not None:

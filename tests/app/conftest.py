@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import copy
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -19,3 +26,64 @@ def small_source(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("app_small") / "small"
     model.save(folder)
     return str(folder)
+
+
+# ---------------------------------------------------------------------------- the served app
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright with Debian's Chromium (Playwright's own download is not available)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM,
+            "args": ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--no-first-run"]}
+
+
+@pytest.fixture(scope="session")
+def export_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("exports")
+
+
+@pytest.fixture(scope="session")
+def served_app(export_root):
+    """`python -m panel serve app` on a free port; yields (url, process)."""
+    port = _free_port()
+    env = {**os.environ, "SYNTHVIZ_EXPORT_ROOT": str(export_root), "PYTHONUNBUFFERED": "1"}
+    log = open(export_root.parent / f"panel-serve-{port}.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panel", "serve", "app", "--address", "127.0.0.1", "--port",
+         str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/app"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log.close()
+            raise RuntimeError(f"panel serve did not start; see {log.name}")
+        time.sleep(0.5)
+    yield url, proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

@@ -1,0 +1,250 @@
+"""The served app in headless Chromium: every plot renders data, live sliders, an expensive preset
+with a progress bar, links that reopen a configuration, export, and two sessions at once.
+
+Screenshots of every tab go to test-artifacts/ (gitignored). Plot data is read from the page's
+Bokeh documents (window.Bokeh.documents[...].all_models), i.e. what the browser actually draws.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+READY = 300_000  # ms: a cold machine builds the 16k base (and its statistics) on first use
+
+# a column that only that tab's plots have, so its data sources can be told apart
+TAB_COLUMNS = {
+    "L0": ["fraction"],
+    "Frequencies": ["expected", "stored_p"],
+    "Co-occurrence": ["lift", "count"],
+    "Hierarchy": ["log10_rate", "nodes"],
+    "Superposition": ["pairs", "max_abs_cos", "error"],
+    "Magnitudes": ["magnitude", "relative"],
+}
+
+SOURCES_JS = """
+() => {
+  const out = [];
+  for (const doc of window.Bokeh.documents) {
+    for (const m of doc.all_models) {
+      if (m.data === undefined || !String(m.type).endsWith('ColumnDataSource')) continue;
+      const cols = Object.keys(m.data);
+      let n = 0, sum = 0;
+      for (const c of cols) {
+        const v = m.data[c];
+        n = Math.max(n, v.length || 0);
+        if (v.length && typeof v[0] === 'number') {
+          for (let i = 0; i < v.length; i++) if (Number.isFinite(v[i])) sum += v[i] * (i + 1);
+        }
+      }
+      out.push({id: m.id, cols: cols, n: n, sum: sum});
+    }
+  }
+  return out;
+}
+"""
+
+
+def open_app(page, url: str) -> list[str]:
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    wait_card(page, "l0", lambda v: v != "…", READY)
+    return errors
+
+
+def card(page, name: str) -> str:
+    return page.locator(f".sv-card-{name} .sv-value").first.inner_text()
+
+
+def wait_card(page, name: str, ok, timeout_ms: int = 120_000) -> str:
+    deadline = time.monotonic() + timeout_ms / 1000
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = card(page, name)
+            if ok(last):
+                return last
+        except Exception:  # not rendered yet
+            pass
+        page.wait_for_timeout(200)
+    raise AssertionError(f"card {name} never satisfied the condition; last value {last!r}")
+
+
+def text_of(locator) -> str:
+    """Text of a Panel component, whose content lives in its shadow root."""
+    return locator.first.evaluate("el => (el.shadowRoot || el).textContent")
+
+
+def sources(page, column: str) -> list[dict]:
+    return [s for s in page.evaluate(SOURCES_JS) if column in s["cols"]]
+
+
+def wait_sources(page, column: str, timeout_ms: int = 60_000) -> list[dict]:
+    deadline = time.monotonic() + timeout_ms / 1000
+    while time.monotonic() < deadline:
+        found = [s for s in sources(page, column) if s["n"] > 0]
+        if found:
+            return found
+        page.wait_for_timeout(250)
+    raise AssertionError(f"no plot data source with column {column!r} rendered")
+
+
+def show_tab(page, name: str) -> None:
+    page.locator(".bk-tab", has_text=name).first.click()
+
+
+def as_float(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def test_page_renders_every_plot_with_data(served_app, page):
+    url, _ = served_app
+    errors = open_app(page, url)
+    wait_card(page, "rho_mm", lambda v: v != "…", READY)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.set_viewport_size({"width": 1500, "height": 1900})  # tall: stacked plots fit
+    for tab, columns in TAB_COLUMNS.items():
+        show_tab(page, tab)
+        for col in columns:
+            found = wait_sources(page, col)
+            assert max(s["n"] for s in found) > 0, (tab, col)
+        page.wait_for_timeout(500)  # let the canvas paint before the screenshot
+        page.screenshot(path=str(ARTIFACTS / f"app-{tab.lower()}.png"), full_page=True)
+    # the headline cards hold numbers
+    assert as_float(card(page, "n")) == 16384 and as_float(card(page, "d")) == 768
+    assert 20 < as_float(card(page, "l0")) < 50 and 0.1 < as_float(card(page, "rho_mm")) < 0.2
+    assert as_float(card(page, "me-violations")) == 0
+    assert errors == []
+
+
+def test_rel_p_slider_changes_the_l0_card_and_histogram(served_app, page):
+    url, _ = served_app
+    errors = open_app(page, url)
+    before_card = as_float(card(page, "l0"))
+    before = {s["id"]: s["sum"] for s in wait_sources(page, "fraction")}
+    handle = page.locator(".sv-w-rel-p .noUi-handle").first
+    handle.focus()
+    for _ in range(10):  # 10 steps of 0.05: rel_p 1.0 -> 0.5
+        handle.press("ArrowLeft")
+    after_card = as_float(wait_card(page, "l0", lambda v: v != "…" and abs(
+        as_float(v) - before_card) > 1.0))
+    assert 0.4 < after_card / before_card < 0.6, (before_card, after_card)
+    # the histogram's data changed too (new data sources, or new values in the old ones)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = {s["id"]: s["sum"] for s in sources(page, "fraction") if s["n"] > 0}
+        if now and now != before:
+            break
+        page.wait_for_timeout(250)
+    assert now and now != before
+    assert "rel_p=0.5" in page.url  # the link now carries the setting
+    assert errors == []
+
+
+def test_url_query_reopens_a_configuration(served_app, page):
+    url, _ = served_app
+    errors = open_app(page, url + "?rel_p=0.5&std_mode=constant&std=0.1&samples=4096")
+    l0 = as_float(wait_card(page, "l0", lambda v: v != "…" and as_float(v) < 25))
+    assert 14 < l0 < 21  # about half the base's 34.5
+    body = page.locator(".sv-w-rel-p .bk-slider-title").first.inner_text()
+    assert "0.5" in body
+    assert "4,096 samples" in page.locator(".sv-card-samples-per-s .sv-sub").first.inner_text()
+    assert errors == []
+
+
+def test_d512_preset_shows_progress_and_updates_rho_mm(served_app, page):
+    url, _ = served_app
+    errors = open_app(page, url)
+    base_rho = as_float(wait_card(page, "rho_mm", lambda v: v != "…", READY))
+    # record, inside the page, whether the progress bar was ever shown and every status line
+    page.evaluate("""() => {
+      window.__sv = {progress: false, status: new Set()};
+      setInterval(() => {
+        const find = (sel, root = document) => {
+          const hit = root.querySelector(sel);
+          if (hit) return hit;
+          for (const el of root.querySelectorAll('*')) {
+            if (el.shadowRoot) { const h = find(sel, el.shadowRoot); if (h) return h; }
+          }
+          return null;
+        };
+        const bar = find('.sv-progress');
+        if (bar && bar.offsetParent !== null && bar.getBoundingClientRect().height > 0)
+          window.__sv.progress = true;
+        const st = find('.sv-status');
+        if (st) window.__sv.status.add((st.shadowRoot || st).textContent);
+      }, 50);
+    }""")
+    page.locator(".sv-w-preset select").first.select_option("d-512")
+    rho = as_float(wait_card(page, "rho_mm", lambda v: v != "…" and abs(
+        as_float(v) - base_rho) > 1e-3, READY))
+    assert rho > base_rho  # fewer dimensions: more overlap between features
+    assert as_float(card(page, "d")) == 512
+    assert page.evaluate("() => window.__sv.progress")
+    statuses = page.evaluate("() => Array.from(window.__sv.status)")
+    assert any("ready" in s for s in statuses), statuses
+    assert errors == []
+
+
+def test_export_writes_a_folder_sae_lens_loads(served_app, page, export_root):
+    from sae_lens.synthetic import SyntheticModel
+    url, _ = served_app
+    errors = open_app(page, url + "?num_features=4096")
+    wait_card(page, "n", lambda v: v == "4,096")
+    show_tab(page, "Share & export")
+    page.locator(".sv-export-name input").first.fill("browser-export")
+    page.locator(".sv-export-samples input").first.fill("2000")
+    page.locator(".sv-export-button button").first.click()
+    alert = page.locator(".sv-export-alert")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and "exported to" not in text_of(alert):
+        assert "failed" not in text_of(alert), text_of(alert)
+        page.wait_for_timeout(300)
+    assert "exported to" in text_of(alert)
+    folder = export_root / "browser-export"
+    model = SyntheticModel.load_from_disk(str(folder))
+    assert model.feature_dict.feature_vectors.shape == (4096, 768)
+    assert "load_from_disk" in text_of(page.locator(".sv-snippet"))
+    # a name that escapes the export root is refused with a message, nothing is written
+    page.locator(".sv-export-name input").first.fill("../escape")
+    page.locator(".sv-export-button button").first.click()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "exported to" in text_of(alert):
+        page.wait_for_timeout(200)
+    assert "export" in text_of(alert) and "exported to" not in text_of(alert), text_of(alert)
+    assert not (export_root.parent / "escape").exists()
+    assert errors == []
+
+
+def test_two_sessions_share_one_model(served_app, browser):
+    url, proc = served_app
+    server = psutil.Process(proc.pid)
+    first = browser.new_page()
+    open_app(first, url)
+    wait_card(first, "rho_mm", lambda v: v != "…", READY)
+    time.sleep(1)
+    rss0 = server.memory_info().rss
+    pages = [browser.new_page() for _ in range(2)]
+    errors = []
+    for p in pages:
+        p.on("pageerror", lambda exc: errors.append(str(exc)))
+        p.goto(url)
+    for p in pages:
+        wait_card(p, "l0", lambda v: v != "…", READY)
+        assert as_float(card(p, "n")) == 16384
+    time.sleep(1)
+    grown = server.memory_info().rss - rss0
+    model_bytes = 16384 * 768 * 4  # the dictionary alone; a copy per session would add this
+    assert grown / 2 < 0.6 * model_bytes, f"server RSS grew {grown / 2**20:.1f} MiB for 2 sessions"
+    assert errors == []
+    for p in (first, *pages):
+        p.close()
