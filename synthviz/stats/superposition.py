@@ -38,9 +38,10 @@ from synthviz.errors import ConfigError
 Progress = Callable[[int, int], None]
 
 DEFAULT_TILE = 512
-# the diagonal-tile threshold keeps about this multiple of the K values a row needs
-_KEEP_FACTOR = 1.5
-_KEEP_SIGMAS = 4.0
+# a row's threshold is its diagonal tile's value at rank (K/N + this many binomial sigmas): a
+# few percent of rows then keep fewer than K values and are recomputed in full (cheap), the rest
+# keep about 1.4 K instead of N
+_KEEP_SIGMAS = 2.5
 
 
 @dataclass
@@ -249,12 +250,12 @@ def _tiled(v, plans, k_need, bins, tile, progress):
         m = e - s
         r = torch.arange(m, device=dev)
         vals = g[r[None, :] > r[:, None]]  # strict upper triangle: each pair once
-        acc["total"] += float(vals.sum(dtype=torch.float64))
+        acc["total"] += float(vals.sum())
         _hist_add(acc["hist"], vals, bins)
         g[r, r] = -1.0
         tmax[s:e, b] = g.amax(dim=1)
         others = m - 1
-        keep = frac * _KEEP_FACTOR + _KEEP_SIGMAS * math.sqrt(frac / max(others, 1))
+        keep = frac + _KEEP_SIGMAS * math.sqrt(frac * (1 - frac) / max(others, 1))
         rank = math.ceil(keep * others)
         if ranks and others >= 64 and rank < others:
             tau[s:e] = g.topk(rank, dim=1, sorted=False).values.amin(dim=1)
@@ -262,7 +263,7 @@ def _tiled(v, plans, k_need, bins, tile, progress):
             tau[s:e] = -1.0  # too few columns to estimate: keep everything
         if ranks:  # the self entry is -1 and never passes a threshold >= -1
             mask = g > tau[s:e, None]
-            kept[b].append((mask.sum(dim=1), g[mask]))
+            kept[b].append((mask.sum(dim=1, dtype=torch.int32), g[mask]))
         tick()
 
     def block_row(bi, acc):
@@ -271,16 +272,16 @@ def _tiled(v, plans, k_need, bins, tile, progress):
         for bj in range(bi + 1, nb):
             s2, e2 = spans[bj]
             g = (v[s:e] @ vt[:, s2:e2]).abs_()
-            acc["total"] += float(g.sum(dtype=torch.float64))
+            acc["total"] += float(g.sum())  # float32 tile sums, added up in Python floats
             _hist_add(acc["hist"], g, bins)
             tmax[s:e, bj] = g.amax(dim=1)
             gt = g.T.contiguous()
             tmax[s2:e2, bi] = gt.amax(dim=1)
             if ranks:
                 mask = g > t_rows
-                kept[bi].append((mask.sum(dim=1), g[mask]))
+                kept[bi].append((mask.sum(dim=1, dtype=torch.int32), g[mask]))
                 mask = gt > tau[s2:e2, None]
-                kept[bj].append((mask.sum(dim=1), gt[mask]))
+                kept[bj].append((mask.sum(dim=1, dtype=torch.int32), gt[mask]))
             tick()
 
     def finish(b, acc):
@@ -364,20 +365,18 @@ def _finish_block(v, s, e, pieces, k_need, ranks, at_rank) -> int:
     """Order statistics of block rows s:e from their kept values; rows that kept too few are redone."""
     dev = v.device
     m = e - s
-    counts = torch.stack([c for c, _ in pieces])  # [pieces, m]
+    counts = torch.stack([c for c, _ in pieces]).long()  # [pieces, m]
+    vals = torch.cat([x for _, x in pieces])  # piece by piece, each grouped by row
     per_row = counts.sum(dim=0)
     width = int(per_row.max()) if m else 0
     buf = torch.full((m, max(width, k_need)), -1.0, device=dev)
-    fill = torch.zeros(m, dtype=torch.long, device=dev)
-    rows_all = torch.arange(m, device=dev)
-    for c, vals in pieces:
-        if vals.numel() == 0:
-            continue
-        rows = torch.repeat_interleave(rows_all, c)
-        start = torch.cumsum(c, 0) - c
-        pos = torch.arange(vals.numel(), device=dev) - start[rows] + fill[rows]
-        buf[rows, pos] = vals
-        fill += c
+    if vals.numel():
+        flat = counts.reshape(-1)
+        seg = torch.repeat_interleave(torch.arange(flat.numel(), device=dev), flat)
+        seg_start = torch.cumsum(flat, 0) - flat
+        in_row = (torch.cumsum(counts, 0) - counts).reshape(-1)  # earlier pieces of the same row
+        pos = torch.arange(vals.numel(), device=dev) - seg_start[seg] + in_row[seg]
+        buf[seg % m, pos] = vals
     short = (per_row < k_need).nonzero().squeeze(1)
     if short.numel():
         buf[short] = -1.0
@@ -386,8 +385,6 @@ def _finish_block(v, s, e, pieces, k_need, ranks, at_rank) -> int:
         at_rank[r][s:e] = x
     return int(short.numel())
 
-
-# ------------------------------------------------------------------------------- interference
 
 @dataclass
 class InterferenceStats:
