@@ -100,6 +100,7 @@ DENSE_P = 0.05  # top-level features at least this likely are drawn densely, rar
 THIN_BLOCK = 32  # features sharing one bound per sample in the thinning
 THIN_BLOCK_FLOATS = 1 << 19  # size of one [rows, thinned features] block of copula values
 THIN_OUTER_FLOATS = 1 << 23  # copula values kept at once for the candidates to read back
+THIN_TILE_COLS = 8192  # thinned features per matmul (a multiple of THIN_BLOCK)
 
 
 def _split_top(tb: Tables) -> None:
@@ -164,9 +165,9 @@ def forest_tables(forest: Forest, device: torch.device):
 
 # ---------------------------------------------------------------------------- sparse (fast)
 
-def _block_rows(n_cols: int, floats: int = 2 << 20) -> int:
+def _block_rows(n_cols: int, floats: int = 2 << 20, min_rows: int = 64) -> int:
     # keep one [rows, n_cols] float block near `floats` so it stays cache- and memory-friendly
-    return max(64, min(4096, floats // max(1, n_cols)))
+    return max(min_rows, min(4096, floats // max(1, n_cols)))
 
 
 _SQRT_HALF = math.sqrt(0.5)
@@ -235,28 +236,38 @@ def sample_top(tb: Tables, batch: int, gen: torch.Generator | None,
     n_thin = tb.thin_feats.numel()
     nb = n_thin // k
     if nb and eps is not None:
-        # v for up to THIN_OUTER_FLOATS values at a time, computed in cache-sized matmuls whose
-        # block maxima are taken while still in cache; candidates then read their v back
-        step = _block_rows(n_thin, THIN_BLOCK_FLOATS)
+        # v for up to THIN_OUTER_FLOATS values at a time, computed in cache-sized matmuls (column
+        # tiles keep the factor slice in cache; row blocks keep the output in cache while its
+        # block maxima are taken); candidates then read their v back from `flat_buf`
+        width = min(n_thin, THIN_TILE_COLS)
+        tiles = [(c, min(width, n_thin - c)) for c in range(0, n_thin, width)]
+        step = _block_rows(width, THIN_BLOCK_FLOATS, min_rows=8)
         outer = max(step, (min(batch, THIN_OUTER_FLOATS // n_thin) // step) * step)
-        big = torch.empty(min(outer, batch), n_thin, device=dev, dtype=dt)
-        vmax = torch.empty(min(outer, batch), nb, device=dev, dtype=dt)
+        rows_alloc = min(outer, batch)
+        flat_buf = torch.empty(rows_alloc * n_thin, device=dev, dtype=dt)
+        tile_off = torch.tensor([rows_alloc * c for c, _ in tiles], device=dev)
+        tile_w = torch.tensor([w for _, w in tiles], device=dev)
+        vmax = torch.empty(rows_alloc, nb, device=dev, dtype=dt)
         for s0 in range(0, batch, outer):
             b0 = min(outer, batch - s0)
-            for s in range(0, b0, step):
-                b = min(step, b0 - s)
-                v = torch.mm(eps1[s0 + s:s0 + s + b], tb.thin_a, out=big[s:s + b])
-                torch.amax(v.view(b, nb, k), 2, out=vmax[s:s + b])
+            for c, w in tiles:
+                tile = flat_buf[rows_alloc * c:rows_alloc * (c + w)].view(rows_alloc, w)
+                for s in range(0, b0, step):
+                    b = min(step, b0 - s)
+                    v = torch.mm(eps1[s0 + s:s0 + s + b], tb.thin_a[:, c:c + w], out=tile[s:s + b])
+                    vmax[s:s + b, c // k:(c + w) // k] = v.view(b, w // k, k).amax(2)
             # one bound per (sample, block): the largest v of the block
-            qbar = _phi(vmax[:b0].view(-1))
+            qbar = _phi(vmax[:b0].reshape(-1))
             seg, pos = _slots(qbar, k, gen)
-            flat = seg * k + pos  # = row * n_thin + column, as the blocks tile each row
-            q = _phi(torch.take(big[:b0], flat))  # padding columns have v = -1e30: q = 0
+            r = torch.div(seg, nb, rounding_mode="floor")
+            col = (seg - r * nb) * k + pos
+            ti = torch.div(col, width, rounding_mode="floor")
+            at = tile_off[ti] + r * tile_w[ti] + (col - ti * width)
+            q = _phi(torch.take(flat_buf, at))  # padding columns have v = -1e30: q = 0
             keep = torch.rand(seg.numel(), generator=gen, device=dev, dtype=dt) * qbar[seg] < q
-            flat = flat[keep]
-            r = torch.div(flat, n_thin, rounding_mode="floor")
-            rows_l.append(r + s0)
-            cols_l.append(tb.thin_feats[flat - r * n_thin])
+            keep = keep.nonzero().squeeze(1)
+            rows_l.append(r[keep] + s0)
+            cols_l.append(tb.thin_feats[col[keep]])
     elif nb:
         step = max(1, (1 << 20) // nb)  # bounds the segment arrays
         for s in range(0, batch, step):

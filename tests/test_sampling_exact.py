@@ -383,11 +383,16 @@ def test_checkers_flag_missing_child_rescaling():
         check_magnitudes(broken, _tally_of("relu", "dense"))
 
 
-@pytest.mark.parametrize("correlated", [True, False])
-def test_top_level_rates_equal_p_including_edge_probabilities(correlated):
+@pytest.mark.parametrize("correlated,tiny", [(True, False), (False, False), (True, True)])
+def test_top_level_rates_equal_p_including_edge_probabilities(correlated, tiny, monkeypatch):
     # no hierarchy: every feature is top level and fires with marginal probability exactly p.
     # p spans the dense and thinned parts, includes exact 0 and 1, and the thinned count is not a
-    # multiple of the block size (padding slots must never fire)
+    # multiple of the block size (padding slots must never fire). `tiny` shrinks the thinning's
+    # buffers so that many row chunks and column tiles (a narrower last one) are exercised.
+    if tiny:
+        monkeypatch.setattr(sampling, "THIN_TILE_COLS", 2 * sampling.THIN_BLOCK)
+        monkeypatch.setattr(sampling, "THIN_BLOCK_FLOATS", 16 * 2 * sampling.THIN_BLOCK)
+        monkeypatch.setattr(sampling, "THIN_OUTER_FLOATS", 50_000)
     n, r, samples = 1001, 6, 40_000
     gen = torch.Generator().manual_seed(5)
     p = torch.cat([torch.tensor([0.0, 1.0, 0.5, 0.0]), torch.rand(n - 4, generator=gen) ** 3 * 0.2])
@@ -400,6 +405,8 @@ def test_top_level_rates_equal_p_including_edge_probabilities(correlated):
     tb = sampling.build_tables(p, torch.full((n,), 2.0), torch.full((n,), 0.1), factor, diag,
                                None, torch.device("cpu"))
     assert 0 < tb.thin_n < tb.thin_feats.numel() and tb.dense_top.numel() > 0
+    if tiny:
+        assert (tb.thin_feats.numel() // sampling.THIN_BLOCK) % 2 == 1  # the last tile is narrower
     counts = torch.zeros(n, dtype=torch.long)
     g = torch.Generator().manual_seed(6)
     for _ in range(samples // 4000):
