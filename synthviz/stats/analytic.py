@@ -111,7 +111,7 @@ def me_win_probability(pi: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     if pi.numel() == 0:
         return pi.clone()
     pi = torch.where(valid, pi, torch.zeros((), dtype=pi.dtype, device=pi.device))
-    x, w = _gauss_legendre(max(1, (k + 1) // 2 + 1))
+    x, w = _gauss_legendre(max(1, (k + 1) // 2))  # exact for the degree k - 1 polynomial
     x, w = x.to(pi.device, pi.dtype), w.to(pi.device, pi.dtype)
     t = (x + 1) / 2  # nodes on [0, 1]
     fac = 1 - pi.unsqueeze(-1) * (1 - t)  # [..., G, K, M]
@@ -134,16 +134,24 @@ class _TreeIndex:
             self.slices.append((start, start + len(level)))
             start += len(level)
         self.parent = local[forest.parent[self.nodes].clamp(min=0)]  # roots: unused
+        # ME groups in buckets of similar size, so padding and quadrature nodes stay small
         groups = forest.me_groups()
-        k = max((len(c) for _, c in groups), default=0)
-        self.sib = torch.zeros(len(groups), k, dtype=torch.long)
-        self.valid = torch.zeros(len(groups), k, dtype=torch.bool)
-        if groups:
-            lengths = torch.tensor([len(c) for _, c in groups])
-            flat = torch.tensor([c for _, kids in groups for c in kids], dtype=torch.long)
-            self.valid = torch.arange(k)[None, :] < lengths[:, None]
-            self.sib[self.valid] = local[flat]
-        self.targets = self.sib[self.valid]
+        self.buckets = []
+        bounds = [2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128]
+        sizes = torch.tensor([len(c) for _, c in groups], dtype=torch.long)
+        lo = 0
+        for hi in bounds + [max([len(c) for _, c in groups], default=0)]:
+            members = [g for g, (_, kids) in enumerate(groups) if lo < len(kids) <= hi]
+            lo = max(lo, hi)
+            if not members:
+                continue
+            k = int(sizes[members].max())
+            valid = torch.arange(k)[None, :] < sizes[members][:, None]
+            sib = torch.zeros(len(members), k, dtype=torch.long)
+            sib[valid] = local[torch.tensor([c for g in members for c in groups[g][1]],
+                                            dtype=torch.long)]
+            self.buckets.append((sib, valid, sib[valid]))
+        self.me_work = sum(int(b[0].numel()) * ((b[0].shape[1] + 1) // 2) for b in self.buckets)
 
     @classmethod
     def of(cls, forest) -> "_TreeIndex":
@@ -157,9 +165,9 @@ def _chain_rates(cand: torch.Tensor, ti: _TreeIndex) -> torch.Tensor:
     """Rates [M, n_tree] of tree nodes (level order) from their candidate probabilities [M, n_tree]
     (fires and has a positive magnitude) when nodes are independent: exact under independence."""
     win = torch.ones_like(cand)
-    if ti.targets.numel():
-        wp = me_win_probability(cand[:, ti.sib], ti.valid)  # [M, G, K]
-        win[:, ti.targets] = wp[:, ti.valid]
+    for sib, valid, targets in ti.buckets:
+        wp = me_win_probability(cand[:, sib], valid)  # [M, G, K]
+        win[:, targets] = wp[:, valid]
     rate = torch.empty_like(cand)
     a, b = ti.slices[0]
     rate[:, a:b] = cand[:, a:b]
@@ -168,12 +176,25 @@ def _chain_rates(cand: torch.Tensor, ti: _TreeIndex) -> torch.Tensor:
     return rate
 
 
-@torch.no_grad()
 def expected_rates(model, points: int = DEFAULT_POINTS) -> torch.Tensor:
     """Expected activation rate of every feature [N] (float64, CPU); see the module docstring.
 
     points: quasi-Monte Carlo points over the copula's shared factor (unused without one).
+    Memoized on the model (its tensors do not change; variations make new models), because
+    expected_l0, FiringAccumulator, InterferenceAccumulator and select_features each ask for it.
     """
+    memo = getattr(model, "_tables", None)
+    key = ("expected_rates", int(points))
+    if isinstance(memo, dict) and key in memo:
+        return memo[key].clone()
+    rates = _compute_expected_rates(model, points)
+    if isinstance(memo, dict):
+        memo[key] = rates
+    return rates.clone()
+
+
+@torch.no_grad()
+def _compute_expected_rates(model, points: int = DEFAULT_POINTS) -> torch.Tensor:
     p = model.firing_probabilities.detach().double().cpu().clamp(0.0, 1.0)
     a = positive_magnitude(model.mean_magnitudes.detach().cpu(), model.std_magnitudes.detach().cpu())
     rate = p * a  # exact for every feature without a parent
@@ -200,9 +221,8 @@ def expected_rates(model, points: int = DEFAULT_POINTS) -> torch.Tensor:
     inv_s = torch.where(s > 0, 1 / s.clamp(min=1e-30), torch.full_like(s, 1e30)).float()
     total = torch.zeros_like(pn)
     marg = torch.zeros_like(pn)
-    g, k = ti.sib.shape
-    width = max(nodes.numel(), g * k * ((k + 1) // 2 + 1))  # the ME step's [M, G, K, nodes]
-    chunk = max(1, min(points, (1 << 21) // max(1, width)))
+    width = max(nodes.numel(), ti.me_work)  # the ME step works on [M, G, K, nodes] per bucket
+    chunk = max(1, min(points, (1 << 22) // max(1, width)))
     for i in range(0, eps.shape[0], chunk):
         e = eps[i:i + chunk]
         # given eps the features are independent: P(fire | eps) = P(s eta > t - F . eps)

@@ -105,7 +105,7 @@ def test_base_rows_exact_at_16k():
             assert float(res.percentile[p][r]) == pytest.approx(
                 float(torch.quantile(others, p / 100)), abs=1e-6)
     assert 0.13 < res.rho_mm < 0.16  # the paper's ~0.15
-    assert res.rows_recomputed == 0
+    assert res.rows_recomputed < 0.05 * model.num_features  # threshold misses, redone exactly
 
 
 def test_interference_matches_brute_force(small):
