@@ -19,7 +19,7 @@ from typing import Any
 
 import param
 
-from synthviz.app.store import STORE, SampleSettings, SampleStats
+from synthviz.app.store import STORE, AnalyticStats, SampleSettings, SampleStats
 from synthviz.device import DEVICES
 from synthviz.errors import SynthvizError
 
@@ -48,15 +48,40 @@ def _preset_names() -> list[str]:
 
 @dataclass
 class Results:
-    """What the views draw: one consistent snapshot of a model and its statistics."""
+    """What the views draw: one consistent snapshot of a model and its statistics. The slower
+    parts (analytic expectations, interference, superposition) are None until they arrive."""
     settings: dict[str, Any]
     model: Any
     stats: SampleStats
-    superposition: Any = None  # None while it is still being computed
+    analytic: AnalyticStats | None = None
+    superposition: Any = None
     base_model: Any = None  # set when compare_base is on and the model is not the base itself
     base_stats: SampleStats | None = None
+    base_analytic: AnalyticStats | None = None
     base_superposition: Any = None
     seconds: float = 0.0
+
+    @property
+    def firing(self):
+        return self.analytic.firing if self.analytic is not None else self.stats.firing
+
+    @property
+    def base_firing(self):
+        if self.base_stats is None:
+            return None
+        return self.base_analytic.firing if self.base_analytic is not None else \
+            self.base_stats.firing
+
+    @property
+    def expected_l0(self):
+        return None if self.analytic is None else self.analytic.expected_l0
+
+    @property
+    def complete(self) -> bool:
+        need = [self.analytic, self.superposition]
+        if self.base_model is not None:
+            need += [self.base_analytic, self.base_superposition]
+        return all(x is not None for x in need)
 
     @property
     def cards(self) -> dict[str, Any]:
@@ -274,27 +299,42 @@ class Controller(param.Parameterized):
             settings = sample_settings(snap)
             self.param.update(status=f"sampling {settings.samples:,}")
             stats = STORE.sample_stats(key, model, settings, self._progress("sampling"))
-            base_model = base_stats = None
+            base_key = base_model = base_stats = None
             if snap["compare_base"] and key[-1] is not None:
                 base_key, base_model = STORE.model(snap["source"], snap["device"], None)
                 base_stats = STORE.sample_stats(base_key, base_model, settings,
                                                 self._progress("sampling base"))
-            res = Results(settings=snap, model=model, stats=stats,
-                          superposition=STORE.cached_superposition(model), base_model=base_model,
-                          base_stats=base_stats,
-                          base_superposition=None if base_model is None
-                          else STORE.cached_superposition(base_model),
-                          seconds=time.perf_counter() - t0)
+            res = Results(
+                settings=snap, model=model, stats=stats,
+                analytic=STORE.cached_analytic(key, settings),
+                superposition=STORE.cached_superposition(model), base_model=base_model,
+                base_stats=base_stats,
+                base_analytic=None if base_model is None
+                else STORE.cached_analytic(base_key, settings),
+                base_superposition=None if base_model is None
+                else STORE.cached_superposition(base_model),
+                seconds=time.perf_counter() - t0)
             self.param.update(results=res, error="")
-            if self._superseded():
-                return  # a newer request will compute what is still missing
-            if res.superposition is None or (base_model is not None
-                                             and res.base_superposition is None):
-                self.param.update(status="superposition statistics")
-                sup = STORE.superposition(model, self._progress("superposition"))
-                bsup = None if base_model is None else STORE.superposition(
-                    base_model, self._progress("superposition (base)"))
-                res = dataclasses.replace(res, superposition=sup, base_superposition=bsup,
+            # the slower parts follow, each drawn as it arrives; a newer request skips them
+            steps = [("analytic", "expected rates and interference",
+                      lambda: STORE.analytic_stats(key, model, settings, stats,
+                                                   self._progress("expected rates"))),
+                     ("superposition", "superposition statistics",
+                      lambda: STORE.superposition(model, self._progress("superposition")))]
+            if base_model is not None:
+                steps += [("base_analytic", "expected rates (base)",
+                           lambda: STORE.analytic_stats(base_key, base_model, settings,
+                                                        base_stats)),
+                          ("base_superposition", "superposition statistics (base)",
+                           lambda: STORE.superposition(base_model,
+                                                       self._progress("superposition (base)")))]
+            for field_name, what, compute in steps:
+                if getattr(res, field_name) is not None:
+                    continue
+                if self._superseded():
+                    return
+                self.param.update(status=what)
+                res = dataclasses.replace(res, **{field_name: compute()},
                                           seconds=time.perf_counter() - t0)
                 self.param.update(results=res)
             self.param.update(status=f"ready: N={model.num_features}, D={model.hidden_dim}, "

@@ -70,18 +70,44 @@ class SampleSettings:
 
 @dataclass
 class SampleStats:
-    """Statistics measured on one batch of samples, plus the analytic expectations."""
+    """Statistics measured on one batch of samples (the fast path of every update)."""
     l0: Any
-    firing: Any
+    firing: Any  # FiringStats without expected rates (see AnalyticStats.firing)
     cooccurrence: Any
     magnitudes: Any
-    interference: Any
     me_violations: int
     orphan_children: int
-    expected_l0: tuple[float, float] | None
     samples_per_s: float
     seconds: float
+    counts: torch.Tensor  # [N] active counts, to add expected rates later
     errors: dict[str, str] = field(default_factory=dict)  # statistic -> why it is missing
+
+
+@dataclass
+class AnalyticStats:
+    """The slower second pass: analytic expected rates (QMC over the copula, ~1 s at 16k) and
+    interference readouts ([D] @ [D, N] per sample). Drawn as soon as they arrive."""
+    expected_l0: tuple[float, float] | None
+    firing: Any  # FiringStats with expected rates
+    interference: Any
+    seconds: float
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class _Counts:
+    """Per-feature active counts (FiringAccumulator without `bind`, which would compute the
+    analytic expected rates inside the fast pass)."""
+
+    def __init__(self, n: int):
+        self.counts = torch.zeros(n, dtype=torch.int64)
+        self.samples = 0
+
+    def update(self, rows, cols, values, batch_size):
+        self.counts += torch.bincount(cols, minlength=self.counts.numel()).cpu()
+        self.samples += batch_size
+
+    def result(self):
+        return self.counts, self.samples
 
 
 class _Validity:
@@ -160,6 +186,16 @@ class Store:
                      progress: Progress | None = None) -> SampleStats:
         key = ("stats", model_key, settings)
         return self._once(self._stats, key, lambda: compute_sample_stats(model, settings, progress))
+
+    def analytic_stats(self, model_key: tuple, model, settings: SampleSettings,
+                       sample: SampleStats, progress: Progress | None = None) -> AnalyticStats:
+        key = ("analytic", model_key, settings)
+        return self._once(self._stats, key,
+                          lambda: compute_analytic_stats(model, settings, sample, progress))
+
+    def cached_analytic(self, model_key: tuple, settings: SampleSettings) -> AnalyticStats | None:
+        with self._lock:
+            return self._stats.get(("analytic", model_key, settings))
 
     def superposition(self, model, progress: Progress | None = None):
         """Superposition statistics of the model's dictionary, cached on the tensor's identity
@@ -311,30 +347,24 @@ def _optional(module: str, name: str, errors: dict[str, str], key: str):
 
 def compute_sample_stats(model, settings: SampleSettings, progress: Progress | None = None
                          ) -> SampleStats:
-    """Sample once and feed every accumulator from the same batches."""
+    """The fast pass: sample once and feed every sampled statistic from the same batches."""
     from synthviz.stats.cooccurrence import CooccurrenceAccumulator
-    from synthviz.stats.frequencies import FiringAccumulator
-    from synthviz.stats.l0 import L0Accumulator, expected_l0
+    from synthviz.stats.frequencies import firing_stats
+    from synthviz.stats.l0 import L0Accumulator
     from synthviz.stats.stream import collect
 
     errors: dict[str, str] = {}
     accs = {
         "l0": L0Accumulator(first_k=settings.first_k),
-        "firing": FiringAccumulator(model.num_features),
+        "counts": _Counts(model.num_features),
         "validity": _Validity(model.forest, model.num_features),
     }
-    optional = (("magnitudes", "MagnitudeAccumulator", "magnitudes", lambda c: c(model.forest)),
-                # readouts cost a [D] @ [D, N] product per sample: a few hundred samples give
-                # millions of readout errors, plenty for the histograms, and keep updates fast
-                ("superposition", "InterferenceAccumulator", "interference",
-                 lambda c: c(model, max_samples=min(INTERFERENCE_SAMPLES, settings.samples))))
-    for module, name, key, make in optional:
-        cls = _optional(module, name, errors, key)
-        if cls is not None:
-            try:
-                accs[key] = make(cls)
-            except Exception as exc:  # one statistic failing must not cost the other plots
-                errors[key] = str(exc)
+    cls = _optional("magnitudes", "MagnitudeAccumulator", errors, "magnitudes")
+    if cls is not None:
+        try:
+            accs["magnitudes"] = cls(model.forest)
+        except Exception as exc:  # one statistic failing must not cost the other plots
+            errors["magnitudes"] = str(exc)
     try:
         accs["cooccurrence"] = CooccurrenceAccumulator(cooccurrence_features(model, settings))
     except Exception as exc:  # e.g. a bad feature list: the message goes in that plot
@@ -344,17 +374,44 @@ def compute_sample_stats(model, settings: SampleSettings, progress: Progress | N
                       progress=progress)
     secs = time.perf_counter() - t0
     res = dict(zip(accs, results))
+    counts, n = res["counts"]
+    me, orph = res["validity"]
+    return SampleStats(l0=res["l0"], firing=firing_stats(counts, n, model.firing_probabilities),
+                       cooccurrence=res.get("cooccurrence"), magnitudes=res.get("magnitudes"),
+                       me_violations=me, orphan_children=orph,
+                       samples_per_s=settings.samples / max(secs, 1e-9), seconds=secs,
+                       counts=counts, errors=errors)
+
+
+def compute_analytic_stats(model, settings: SampleSettings, sample: SampleStats,
+                           progress: Progress | None = None) -> AnalyticStats:
+    """The second pass: expected rates and L0, and interference on a few hundred samples."""
+    from synthviz.stats.frequencies import firing_stats
+    from synthviz.stats.l0 import expected_l0, expected_rates
+    from synthviz.stats.stream import collect
+
+    errors: dict[str, str] = {}
+    t0 = time.perf_counter()
+    exp = firing = interference = None
     try:
+        rates = expected_rates(model)
+        firing = firing_stats(sample.counts, sample.l0.samples, model.firing_probabilities, rates)
         exp = tuple(float(x) for x in expected_l0(model, first_k=settings.first_k))
     except Exception as exc:
-        exp = None
-        errors["expected_l0"] = str(exc)
-    me, orph = res["validity"]
-    return SampleStats(l0=res["l0"], firing=res["firing"], cooccurrence=res.get("cooccurrence"),
-                       magnitudes=res.get("magnitudes"), interference=res.get("interference"),
-                       me_violations=me, orphan_children=orph, expected_l0=exp,
-                       samples_per_s=settings.samples / max(secs, 1e-9), seconds=secs,
-                       errors=errors)
+        errors["expected"] = str(exc)
+    cls = _optional("superposition", "InterferenceAccumulator", errors, "interference")
+    if cls is not None:
+        try:
+            # readouts cost a [D] @ [D, N] product per sample: a few hundred samples give
+            # millions of readout errors, plenty for the histograms
+            n = min(INTERFERENCE_SAMPLES, settings.samples)
+            interference = collect(model, n, cls(model, max_samples=n), seed=settings.seed,
+                                   progress=progress)
+        except Exception as exc:
+            errors["interference"] = str(exc)
+    return AnalyticStats(expected_l0=exp, firing=firing if firing is not None else sample.firing,
+                         interference=interference, seconds=time.perf_counter() - t0,
+                         errors=errors)
 
 
 STORE = Store()

@@ -60,7 +60,7 @@ def card_values(res: Results | None, first_k: int) -> dict[str, tuple[str, str]]
         return {k: ("…", "") for k in ("N", "D", "L0", "first-K L0", "rho_mm", "ME violations",
                                        "samples/s")}
     c = res.cards
-    exp = res.stats.expected_l0
+    exp = res.expected_l0
     base = res.base_stats
     bsup = res.base_superposition
     sub_l0 = f"expected {exp[0]:.2f}" if exp else ""
@@ -87,6 +87,7 @@ def build_plots(res: Results, c: Controller) -> dict[str, Any]:
     from synthviz import plots
 
     s, b = res.stats, res.base_stats
+    a, ba = res.analytic, res.base_analytic
     out: dict[str, Any] = {}
 
     def make(name, fn):
@@ -96,24 +97,37 @@ def build_plots(res: Results, c: Controller) -> dict[str, Any]:
             log.exception("plot %s failed", name)
             out[name] = plots.empty(f"{name}: {type(exc).__name__}: {exc}")
 
+    def interference():
+        if a is None:
+            return plots.empty("measuring interference…")
+        if a.interference is None:
+            return plots.empty("interference: " + a.errors.get("interference", "not measured"))
+        return plots.create_interference_plot(
+            a.interference, None if ba is None else ba.interference)
+
     k = res.settings["first_k"]
-    make("l0", lambda: plots.create_l0_plot(s.l0, s.expected_l0, k, base=None if b is None else b.l0))
-    make("frequencies", lambda: plots.create_frequency_plot(
-        s.firing, base=None if b is None else b.firing))
+    make("l0", lambda: plots.create_l0_plot(s.l0, res.expected_l0, k,
+                                            base=None if b is None else b.l0))
+    make("frequencies", lambda: plots.create_frequency_plot(res.firing, base=res.base_firing))
     make("cooccurrence", lambda: _cooc(res, c.cooc_measure))
     make("tree", lambda: _tree(res, c.tree_root))
     make("forest", lambda: _forest(res))
     make("cos_hist", lambda: plots.create_cos_histogram(res.superposition, res.base_superposition))
     make("max_cos", lambda: plots.create_max_cos_scatter(
-        res.superposition, s.firing.expected_rate, res.base_superposition,
-        None if b is None else b.firing.expected_rate))
-    make("interference", lambda: plots.create_interference_plot(
-        s.interference, None if b is None else b.interference) if s.interference is not None
-        else plots.empty("interference: " + s.errors.get("interference", "not measured")))
+        res.superposition, _x_rates(res.firing, res.model), res.base_superposition,
+        None if res.base_model is None else _x_rates(res.base_firing, res.base_model)))
+    make("interference", interference)
     make("magnitudes", lambda: plots.create_magnitude_plot(
         s.magnitudes, None if b is None else b.magnitudes) if s.magnitudes is not None
         else plots.empty("magnitudes: " + s.errors.get("magnitudes", "not measured")))
     return out
+
+
+def _x_rates(firing, model):
+    """Expected rates once known; the stored probabilities until then."""
+    import torch
+    ex = firing.expected_rate
+    return ex if bool(torch.isfinite(ex).all()) else model.firing_probabilities
 
 
 def _cooc(res: Results, measure: str):

@@ -9,28 +9,29 @@ from synthviz.plots._style import BASE, COMMON, CURRENT, EXPECTED, empty, to_num
 
 
 def _rank_frame(stats) -> dict[str, np.ndarray]:
-    exp = to_numpy(stats.expected_rate).astype(float)
-    order = np.argsort(-exp, kind="stable")
-    emp = to_numpy(stats.empirical_rate).astype(float)[order]
-    return {"rank": np.arange(1, len(order) + 1), "feature": order, "expected": exp[order],
-            "empirical": emp, "stored_p": to_numpy(stats.stored_p).astype(float)[order],
+    """Columns in rank order: the statistic's own order (by expected rate when known, else by
+    empirical rate)."""
+    order = to_numpy(stats.order).astype(np.int64)
+    return {"rank": np.arange(1, len(order) + 1), "feature": order,
+            "expected": to_numpy(stats.expected_rate).astype(float)[order],
+            "empirical": to_numpy(stats.empirical_rate).astype(float)[order],
+            "stored_p": to_numpy(stats.stored_p).astype(float)[order],
             "count": to_numpy(stats.counts).astype(np.int64)[order]}
 
 
 def create_frequency_plot(stats, base=None, band_sigma: float = 3.0) -> hv.Overlay:
     """Features ranked by expected rate: the expected curve, a +-sigma binomial band for the
     sample count, and each feature's empirical rate (features never seen are left out, since
-    log(0) cannot be drawn). base: `FiringStats` of the base model, drawn in grey.
+    log(0) cannot be drawn). Before the expected rates are known the ranking is by empirical
+    rate and only the points are drawn. base: `FiringStats` of the base model, in grey.
     """
     if stats is None or stats.samples == 0:
         return empty("no samples yet")
     f = _rank_frame(stats)
     n = float(stats.samples)
-    floor = 0.2 / n  # below one count in the sample: the lower band edge stops there
-    sd = np.sqrt(np.clip(f["expected"] * (1 - f["expected"]), 0, None) / n)
-    lo = np.clip(f["expected"] - band_sigma * sd, floor, None)
-    hi = np.clip(f["expected"] + band_sigma * sd, floor, None)
-    rank = hv.Dimension("rank", label="feature rank (by expected rate)")
+    known = bool(np.isfinite(f["expected"]).all())
+    rank = hv.Dimension("rank", label="feature rank (by expected rate)" if known
+                        else "feature rank (by empirical rate; expected rates computing…)")
     rate = hv.Dimension("rate", label="firing rate")
     seen = f["empirical"] > 0
     points = hv.Points(
@@ -40,19 +41,24 @@ def create_frequency_plot(stats, base=None, band_sigma: float = 3.0) -> hv.Overl
         [rank, rate], ["feature", "expected", "stored_p", "count"],
         label=f"empirical ({int(seen.sum()):,} of {len(seen):,} seen)",
     ).opts(color=CURRENT, size=3, alpha=0.6, tools=["hover"])
-    layers = [
-        hv.Area((f["rank"], lo, hi), rank, [rate, "rate_hi"],
-                label=f"±{band_sigma:g}σ for {int(n):,} samples").opts(
-            color=EXPECTED, alpha=0.12, line_alpha=0),
-        points,
-        hv.Curve((f["rank"], f["expected"]), rank, rate, label="expected").opts(
-            color=EXPECTED, line_width=2),
-    ]
+    layers = [points]
+    if known:
+        floor = 0.2 / n  # below one count in the sample: the lower band edge stops there
+        sd = np.sqrt(np.clip(f["expected"] * (1 - f["expected"]), 0, None) / n)
+        lo = np.clip(f["expected"] - band_sigma * sd, floor, None)
+        hi = np.clip(f["expected"] + band_sigma * sd, floor, None)
+        layers = [hv.Area((f["rank"], lo, hi), rank, [rate, "rate_hi"],
+                          label=f"±{band_sigma:g}σ for {int(n):,} samples").opts(
+                      color=EXPECTED, alpha=0.12, line_alpha=0),
+                  points,
+                  hv.Curve((f["rank"], f["expected"]), rank, rate, label="expected").opts(
+                      color=EXPECTED, line_width=2)]
     if base is not None and base.samples:
         b = _rank_frame(base)
-        layers.insert(0, hv.Curve((b["rank"], b["expected"]), rank, rate,
-                                  label="base expected").opts(color=BASE, line_width=2,
-                                                              line_dash="dashed"))
+        if np.isfinite(b["expected"]).all():
+            layers.insert(0, hv.Curve((b["rank"], b["expected"]), rank, rate,
+                                      label="base expected").opts(
+                color=BASE, line_width=2, line_dash="dashed"))
     return hv.Overlay(layers).opts(
         logx=True, logy=True, title="Firing frequency by rank", legend_position="bottom_left",
         **COMMON)

@@ -89,7 +89,7 @@ def test_base_cards(base_controller):
     cards = r.cards
     assert (cards["N"], cards["D"]) == (16384, 768)
     # sampled L0 agrees with the analytic expectation within 5 standard errors (+3% model error)
-    exp_l0, exp_k = r.stats.expected_l0
+    exp_l0, exp_k = r.expected_l0
     assert abs(cards["L0"] - exp_l0) < 5 * l0_se(r.stats) + 0.03 * exp_l0
     assert abs(cards["first-K L0"] - exp_k) < 5 * r.stats.l0.std_first_k / math.sqrt(
         r.stats.l0.samples) + 0.03 * exp_k
@@ -106,8 +106,10 @@ def test_rel_p_changes_l0_and_rates_but_not_the_dictionary(base_controller):
     tol = 5 * math.hypot(l0_se(after.stats) / before.stats.l0.mean,
                          l0_se(before.stats) * after.stats.l0.mean / before.stats.l0.mean ** 2)
     assert abs(ratio - 0.5) < 0.08 + tol, ratio  # L0 scales by about k
-    assert float(after.stats.firing.stored_p[0]) == pytest.approx(
-        0.5 * float(before.stats.firing.stored_p[0]), rel=1e-5)
+    assert float(after.firing.stored_p[0]) == pytest.approx(
+        0.5 * float(before.firing.stored_p[0]), rel=1e-5)
+    # expected rates follow the probabilities: the expected L0 halves exactly (no clamping here)
+    assert after.expected_l0[0] == pytest.approx(0.5 * before.expected_l0[0], rel=0.02)
     # same dictionary: the tensors and the cached superposition result are shared
     assert after.model.feature_vectors is before.model.feature_vectors
     assert after.superposition is before.superposition
