@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from synthviz.errors import ConfigError
+from synthviz.stats._parallel import run_phases, workers_for
 
 _SQRT2 = math.sqrt(2.0)
 _T_CLAMP = 38.0  # |threshold| beyond which a normal tail is 0 in float64
@@ -110,13 +111,14 @@ def me_win_probability(pi: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     k = pi.shape[-1]
     if pi.numel() == 0:
         return pi.clone()
-    pi = torch.where(valid, pi, torch.zeros((), dtype=pi.dtype, device=pi.device))
+    pi = torch.where(valid, pi, torch.zeros((), dtype=pi.dtype, device=pi.device)).contiguous()
     x, w = _gauss_legendre(max(1, (k + 1) // 2))  # exact for the degree k - 1 polynomial
     x, w = x.to(pi.device, pi.dtype), w.to(pi.device, pi.dtype)
     t = (x + 1) / 2  # nodes on [0, 1]
-    fac = 1 - pi.unsqueeze(-1) * (1 - t)  # [..., G, K, M]
+    fac = (pi.unsqueeze(-1) * (t - 1)).add_(1)  # [..., G, K, nodes]; one large temporary
     allp = fac.prod(dim=-2, keepdim=True)
-    return ((allp / fac) * (w / 2)).sum(-1)
+    others = torch.div(allp, fac, out=fac)
+    return others @ (w / 2)
 
 
 class _TreeIndex:
@@ -162,20 +164,23 @@ class _TreeIndex:
 
 
 def _chain_rates(cand: torch.Tensor, ti: _TreeIndex) -> torch.Tensor:
-    """Rates [M, n_tree] of tree nodes (level order) from their candidate probabilities [M, n_tree]
-    (fires and has a positive magnitude) when nodes are independent: exact under independence."""
+    """Rates [n_tree, M] of tree nodes (level order) from their candidate probabilities
+    [n_tree, M] (fires and has a positive magnitude; M points of the copula factor, or 1) when
+    nodes are independent: exact under independence. Features are rows so gathers copy rows."""
     win = torch.ones_like(cand)
     for sib, valid, targets in ti.buckets:
-        wp = me_win_probability(cand[:, sib], valid)  # [M, G, K]
-        win[:, targets] = wp[:, valid]
+        # [G, K, M] -> [M, G, K] for the quadrature, then back to rows
+        wp = me_win_probability(cand[sib].permute(2, 0, 1), valid)
+        win[targets] = wp.permute(1, 2, 0)[valid]
     rate = torch.empty_like(cand)
     a, b = ti.slices[0]
-    rate[:, a:b] = cand[:, a:b]
+    rate[a:b] = cand[a:b]
     for a, b in ti.slices[1:]:
-        rate[:, a:b] = rate[:, ti.parent[a:b]] * cand[:, a:b] * win[:, a:b]
+        torch.mul(rate[ti.parent[a:b]], cand[a:b], out=rate[a:b]).mul_(win[a:b])
     return rate
 
 
+@torch.no_grad()
 def expected_rates(model, points: int = DEFAULT_POINTS) -> torch.Tensor:
     """Expected activation rate of every feature [N] (float64, CPU); see the module docstring.
 
@@ -205,7 +210,7 @@ def _compute_expected_rates(model, points: int = DEFAULT_POINTS) -> torch.Tensor
     nodes = ti.nodes
     factor = model.correlation_factor
     if factor is None:
-        rate[nodes] = _chain_rates(rate[nodes].unsqueeze(0), ti)[0]
+        rate[nodes] = _chain_rates(rate[nodes].unsqueeze(1), ti)[:, 0]
         return rate
     f = factor.detach().double().cpu()[nodes]
     diag = model.correlation_diag
@@ -215,21 +220,25 @@ def _compute_expected_rates(model, points: int = DEFAULT_POINTS) -> torch.Tensor
     eps = _factor_points(f.shape[1], points).float()
     # float32 inside the loop (less memory traffic); sums are float64. Thresholds are clamped
     # to +-38, so p = 0 and p = 1 give P(fire | eps) = 0 and 1.
-    ft = f.float().T.contiguous()
-    t32 = thresholds(pn).float()
-    a32 = a[nodes].float()
-    inv_s = torch.where(s > 0, 1 / s.clamp(min=1e-30), torch.full_like(s, 1e30)).float()
-    total = torch.zeros_like(pn)
-    marg = torch.zeros_like(pn)
+    f32 = f.float()
+    t32 = thresholds(pn).float().unsqueeze(1)
+    a32 = a[nodes].float().unsqueeze(1)
+    inv_s = torch.where(s > 0, 1 / s.clamp(min=1e-30), torch.full_like(s, 1e30)).float().unsqueeze(1)
     width = max(nodes.numel(), ti.me_work)  # the ME step works on [M, G, K, nodes] per bucket
-    chunk = max(1, min(points, (1 << 22) // max(1, width)))
-    for i in range(0, eps.shape[0], chunk):
+    chunk = max(1, min(points, (1 << 20) // max(1, width)))
+
+    def run(i, acc):
         e = eps[i:i + chunk]
         # given eps the features are independent: P(fire | eps) = P(s eta > t - F . eps)
-        z = torch.addmm(t32, e, ft, alpha=-1).mul_(inv_s).clamp_(-_T_CLAMP, _T_CLAMP)
-        pf = torch.special.erfc(z.mul_(1 / _SQRT2)).mul_(0.5)  # [M, n_tree]
-        marg += pf.sum(0, dtype=torch.float64)
-        total += _chain_rates(pf.mul_(a32), ti).sum(0, dtype=torch.float64)
+        z = torch.addmm(t32, f32, e.T, alpha=-1).mul_(inv_s).clamp_(-_T_CLAMP, _T_CLAMP)
+        pf = torch.special.erfc(z.mul_(1 / _SQRT2)).mul_(0.5)  # [n_tree, M]
+        acc["marg"] += pf.sum(1, dtype=torch.float64)
+        acc["total"] += _chain_rates(pf.mul_(a32), ti).sum(1, dtype=torch.float64)
+
+    accs = run_phases([(run, range(0, eps.shape[0], chunk))], workers_for(torch.device("cpu")),
+                      lambda: {"marg": torch.zeros_like(pn), "total": torch.zeros_like(pn)})
+    total = sum(a["total"] for a in accs)
+    marg = sum(a["marg"] for a in accs)
     # ratio control variate: each feature's own firing probability integrates to p exactly, so
     # the points' error in the region where it fires is divided out (matters for rare features)
     marg /= eps.shape[0]

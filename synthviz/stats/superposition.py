@@ -25,15 +25,14 @@ inactive features.
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import torch
 
 from synthviz.errors import ConfigError
+from synthviz.stats._parallel import run_phases, workers_for
 
 Progress = Callable[[int, int], None]
 
@@ -216,9 +215,7 @@ def _dense(v, plans, k_need, bins, progress):
 def _tiled(v, plans, k_need, bins, tile, progress):
     """Upper-triangle tiles of the Gram matrix, each read for its rows and for its columns.
 
-    On the CPU the tiles are shared among `torch.get_num_threads()` Python worker threads, each
-    running torch single-threaded (torch releases the GIL): small per-tile operations then never
-    wait on OpenMP barriers, which matters on a busy machine. The thread setting is restored after.
+    On the CPU the tiles are shared among worker threads (`synthviz.stats._parallel`).
     """
     n_feat = v.shape[0]
     n = n_feat - 1
@@ -292,57 +289,18 @@ def _tiled(v, plans, k_need, bins, tile, progress):
                 state["recomputed"] += short
         kept[b] = []
 
-    accs = _run_phases([(diag, list(range(nb))), (block_row, list(range(nb))),
-                        (finish, list(range(nb)))], new_acc, dev, state, n_tiles, progress)
+    def poll():
+        if progress and state["done"] < n_tiles:
+            progress(state["done"], n_tiles)
+
+    accs = run_phases([(diag, list(range(nb))), (block_row, list(range(nb))),
+                       (finish, list(range(nb)))], workers_for(dev), new_acc, poll)
     total = sum(a["total"] for a in accs)
     hist = torch.stack([a["hist"] for a in accs]).sum(0)
     best_v, best_i = _partners(v, vt, tmax, spans)
     if progress:
         progress(n_tiles, n_tiles)
     return best_v, best_i, at_rank, total, hist, state["recomputed"]
-
-
-def _run_phases(phases, new_acc, dev, state, n_tiles, progress) -> list[dict]:
-    """Run each phase's jobs (fn(item, acc)) on worker threads, phase after phase; progress is
-    reported from the calling thread. Returns the workers' accumulators."""
-    workers = torch.get_num_threads() if dev.type == "cpu" else 1
-    workers = max(1, min(workers, os.cpu_count() or 1))
-    accs = [new_acc() for _ in range(workers)]
-    if workers == 1:
-        for fn, items in phases:
-            for it in items:
-                fn(it, accs[0])
-                if progress and state["done"] < n_tiles:
-                    progress(state["done"], n_tiles)
-        return accs
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for fn, items in phases:
-                queue = list(items)
-                qlock = threading.Lock()
-
-                def work(acc, fn=fn, queue=queue, qlock=qlock):
-                    while True:
-                        with qlock:
-                            if not queue:
-                                return
-                            it = queue.pop(0)
-                        fn(it, acc)
-
-                futs = [pool.submit(work, a) for a in accs]
-                while True:
-                    finished, _ = wait(futs, timeout=0.2)
-                    if progress and state["done"] < n_tiles:
-                        progress(state["done"], n_tiles)
-                    if len(finished) == len(futs):
-                        break
-                for f in futs:
-                    f.result()  # re-raise a worker's error
-    finally:
-        torch.set_num_threads(saved)
-    return accs
 
 
 def _partners(v, vt, tmax, spans):
