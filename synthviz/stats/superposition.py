@@ -7,13 +7,18 @@ histogram of all N(N-1)/2 pairwise |cos|. The numbers are defined as sae_lens's
 linear interpolation over the N-1 others), and they are exact: nothing is sampled.
 
 How it is fast: the Gram matrix is symmetric, so it is computed once per pair in cache-sized
-tiles (T x T, upper triangle only) and every tile is read twice, once for its rows and once for its
-columns. A percentile needs only the top K values of a row (K = 821 for p95 at N = 16384), so each
-row first gets a threshold that is very likely below its K-th largest value (from its diagonal
-tile: the value of rank about 2.3 K/N within it), and only the values above it are kept. Rows whose
-kept count falls short of K are recomputed in full; so the result is always exact, the threshold
-only decides how much work is saved. `torch.topk` then runs on about 1.1 K kept values per row
-instead of N.
+tiles (512 x 512 on a CPU, upper triangle only) and every tile is read twice, once for its rows and
+once for its columns. A percentile needs only the top K values of a row (K = 821 for p95 at
+N = 16384), so each row first gets a threshold from its diagonal tile (the value there at rank
+K/N plus 2.5 binomial standard deviations), and only the values above it are kept (about 1.4 K
+per row instead of N). Rows that kept fewer than K values (about 1% of them) are recomputed in
+full, so the result is always exact; the threshold only decides how much work is saved. The
+order statistics torch.quantile interpolates between are then read with nested unsorted
+`torch.topk` calls, and interpolated with the same float32 rank arithmetic and `torch.lerp`.
+The max |cos| comes from per-tile maxima; each feature's partner is found by recomputing its best
+tile. On a CPU the tiles run on worker threads with torch single-threaded (`_parallel`).
+Measured on the 2-core development machine for 16384 x 768: see `benchmarks/RESULTS.md`; the
+issue's goal is 15x sae_lens (44 s there).
 
 `InterferenceAccumulator` measures, on samples, how well the true activation a_i of a feature can be
 read out by the plain projection d_i . (x - bias): for every sample it computes all N readouts with
@@ -100,7 +105,7 @@ def _hist_add(hist: torch.Tensor, vals: torch.Tensor, bins: int) -> None:
 @torch.no_grad()
 def superposition_stats(vectors: torch.Tensor, percentiles: Sequence[int] = (95, 99),
                         bins: int = 100, progress: Progress | None = None, *,
-                        tile: int = DEFAULT_TILE, device=None, method: str = "auto"
+                        tile: int | None = None, device=None, method: str = "auto"
                         ) -> SuperpositionStats:
     """Exact superposition statistics of the rows of `vectors` [N, D].
 
@@ -123,6 +128,8 @@ def superposition_stats(vectors: torch.Tensor, percentiles: Sequence[int] = (95,
             raise ConfigError(f"percentiles must be within [0, 100], got {p}")
     dev = vectors.device if device is None else torch.device(device)
     v = _normalize(vectors, dev)
+    if tile is None:  # cache-sized on a CPU; large tiles keep an accelerator busy
+        tile = DEFAULT_TILE if dev.type == "cpu" else 4096
     n = n_feat - 1
     plans = {p: _quantile_plan(p, n) for p in pcts}
     k_need = max([pl.desc_lo + 1 for pl in plans.values()], default=1)
