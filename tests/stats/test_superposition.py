@@ -141,3 +141,20 @@ def test_interference_matches_brute_force(small):
     # the readout error of inactive features is the interference alone, centred near 0
     assert abs(res.inactive_mean) < 5 * res.inactive_std / math.sqrt(res.inactive_n) + 0.05
     assert 0.3 < res.inactive_std / res.predicted_std < 3
+
+
+def test_same_result_single_threaded():
+    torch.manual_seed(3)
+    v = torch.randn(1200, 16)
+    many = superposition_stats(v, method="tiled", tile=128)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = superposition_stats(v, method="tiled", tile=128)
+    finally:
+        torch.set_num_threads(saved)
+    assert torch.get_num_threads() == saved
+    assert torch.equal(many.partner, one.partner) and torch.equal(many.hist_counts, one.hist_counts)
+    for p in (95, 99):
+        assert torch.equal(many.percentile[p], one.percentile[p])
+    assert many.mean_abs_cos == pytest.approx(one.mean_abs_cos, rel=1e-12)
