@@ -389,7 +389,7 @@ FAMILIES = [
     ratio = half_stats["l0"].mean / base_stats["l0"].mean
     display(Markdown(
         f"L0: base **{base_stats['l0'].mean:.2f}**, rel-p-0.5 **{half_stats['l0'].mean:.2f}**: "
-        f"ratio **{ratio:.3f}** (k = 0.5). Clamped features: {half.notes.get('clamped', 0)}."))
+        f"ratio **{ratio:.3f}** (k = 0.5). Features clamped to p = 1: {half.notes.get('probabilities_clamped', 0)}."))
     assert abs(ratio - 0.5) < 0.04, ratio
     (plots.create_l0_plot(half_stats["l0"], base=base_stats["l0"]).opts(title="rel-p-0.5 against the base") +
      plots.create_frequency_plot(half_stats["firing"], base=base_stats["firing"])).cols(2)
@@ -424,7 +424,9 @@ FAMILIES = [
     cb, cn = sibling_cofiring(base, base_stats["cooc"]), sibling_cofiring(no_me, no_me_stats["cooc"])
     display(Markdown(
         f"ME parents: base **{len(base.forest.me):,}**, no-ME **{len(no_me.forest.me)}**. "
-        f"Sibling co-firings in the tree of feature 0: base {cb}, no-ME {cn}. "
+        f"In the tree of feature 0, siblings co-fired **{cb['ME parents'] + cb['other parents']}** times "
+        f"in the base (all their parents are ME) and **{cn['other parents']:,}** times without ME "
+        f"(in {N_SAMPLES:,} samples). "
         f"L0: base **{base_stats['l0'].mean:.2f}**, no-ME **{no_me_stats['l0'].mean:.2f}**."))
     assert no_me.feature_vectors is base.feature_vectors and len(no_me.forest.me) == 0
     assert cb["ME parents"] == 0 and cb["other parents"] == 0 and cn["other parents"] > 0
