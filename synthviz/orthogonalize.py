@@ -18,9 +18,10 @@ import torch
 def gram_loss_and_grad(e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     n = e.shape[0]
     gram = e.T @ e  # [D, D]
-    sq = (e * e).sum(dim=1)  # |e_i|^2
+    sq = torch.einsum("ij,ij->i", e, e)  # |e_i|^2
     loss = (gram * gram).sum() - (sq * sq).sum() + n * ((sq - 1) ** 2).sum()
-    grad = 4.0 * (e @ gram) + (4.0 * (n * (sq - 1) - sq)).unsqueeze(1) * e
+    # 4 E (E^T E) + 4 (N (|e_i|^2 - 1) - |e_i|^2) e_i, with the matmul accumulating in place
+    grad = torch.addmm(e * (4.0 * (n * (sq - 1) - sq)).unsqueeze(1), e, gram, alpha=4.0)
     return loss, grad
 
 
@@ -37,13 +38,22 @@ def pairwise_loss(e: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     return total
 
 
+def _adam(e: torch.Tensor, lr: float) -> torch.optim.Adam:
+    # the fused kernel does Adam's update in one pass (the same formula as torch's default
+    # Adam, which sae_lens uses); fall back where it is unavailable
+    try:
+        return torch.optim.Adam([e], lr=lr, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam([e], lr=lr)
+
+
 def orthogonalize(vectors: torch.Tensor, num_steps: int, lr: float,
                   progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Normalize, run `num_steps` Adam steps on the Gram-form loss, normalize again."""
     e = vectors.detach().clone()
     e = e / e.norm(p=2, dim=1, keepdim=True).clamp(min=1e-8)
     e.requires_grad_(True)
-    opt = torch.optim.Adam([e], lr=lr)
+    opt = _adam(e, lr)
     for step in range(num_steps):
         with torch.no_grad():
             _, grad = gram_loss_and_grad(e)
