@@ -266,8 +266,7 @@ def _tiled(v, plans, k_need, bins, tile, progress):
         else:
             tau[s:e] = -1.0  # too few columns to estimate: keep everything
         if ranks:  # the self entry is -1 and never passes a threshold >= -1
-            mask = g > tau[s:e, None]
-            kept[b].append((mask.sum(dim=1, dtype=torch.int32), g[mask]))
+            kept[b].append(_keep(g, g > tau[s:e, None]))
         tick()
 
     def block_row(bi, acc):
@@ -279,13 +278,11 @@ def _tiled(v, plans, k_need, bins, tile, progress):
             acc["total"] += float(g.sum())  # float32 tile sums, added up in Python floats
             _hist_add(acc["hist"], g, bins)
             tmax[s:e, bj] = g.amax(dim=1)
-            gt = g.T.contiguous()
-            tmax[s2:e2, bi] = gt.amax(dim=1)
+            tmax[s2:e2, bi] = g.amax(dim=0)
             if ranks:
-                mask = g > t_rows
-                kept[bi].append((mask.sum(dim=1, dtype=torch.int32), g[mask]))
-                mask = gt > tau[s2:e2, None]
-                kept[bj].append((mask.sum(dim=1, dtype=torch.int32), gt[mask]))
+                kept[bi].append(_keep(g, g > t_rows))
+                # the columns' kept values, grouped by column: scan the transposed mask (bytes)
+                kept[bj].append(_keep(g, (g > tau[None, s2:e2]).T.contiguous(), transposed=True))
             tick()
 
     def finish(b, acc):
@@ -308,6 +305,15 @@ def _tiled(v, plans, k_need, bins, tile, progress):
     if progress:
         progress(n_tiles, n_tiles)
     return best_v, best_i, at_rank, total, hist, state["recomputed"]
+
+
+def _keep(g: torch.Tensor, mask: torch.Tensor, transposed: bool = False):
+    """(count per row, kept values grouped by row) of tile g where mask; with `transposed`, mask
+    is the transposed tile's mask and rows are g's columns. One scan of the mask."""
+    row, col = mask.nonzero(as_tuple=True)  # row-major: grouped by row
+    flat = col * g.shape[1] + row if transposed else row * g.shape[1] + col
+    vals = g.view(-1).index_select(0, flat)
+    return torch.bincount(row, minlength=mask.shape[0]), vals
 
 
 def _partners(v, vt, tmax, spans):
