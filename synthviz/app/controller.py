@@ -333,7 +333,7 @@ class Controller(param.Parameterized):
                     continue
                 if self._superseded():
                     return
-                self.param.update(status=what)
+                self.param.update(status=what, progress=0)
                 res = dataclasses.replace(res, **{field_name: compute()},
                                           seconds=time.perf_counter() - t0)
                 self.param.update(results=res)

@@ -110,7 +110,9 @@ def build_plots(res: Results, c: Controller) -> dict[str, Any]:
                                             base=None if b is None else b.l0))
     make("frequencies", lambda: plots.create_frequency_plot(res.firing, base=res.base_firing))
     make("cooccurrence", lambda: _cooc(res, c.cooc_measure))
+    make("cooccurrence_base", lambda: _cooc(res, c.cooc_measure, base=True))
     make("tree", lambda: _tree(res, c.tree_root))
+    make("tree_base", lambda: _tree(res, c.tree_root, base=True))
     make("forest", lambda: _forest(res))
     make("cos_hist", lambda: plots.create_cos_histogram(res.superposition, res.base_superposition))
     make("max_cos", lambda: plots.create_max_cos_scatter(
@@ -130,17 +132,15 @@ def _x_rates(firing, model):
     return ex if bool(torch.isfinite(ex).all()) else model.firing_probabilities
 
 
-def _cooc(res: Results, measure: str):
+def _cooc(res: Results, measure: str, base: bool = False):
     from synthviz import plots
-    s = res.stats
+    s = res.base_stats if base else res.stats
+    if s is None:
+        return None
     if s.cooccurrence is None:
         return plots.empty(s.errors.get("cooccurrence", "no co-occurrence statistics"))
-    main = plots.create_cooccurrence_plot(s.cooccurrence, measure)
-    if res.base_stats is not None and res.base_stats.cooccurrence is not None:
-        base = plots.create_cooccurrence_plot(res.base_stats.cooccurrence, measure,
-                                              title="base model, same feature set")
-        return (main + base).cols(2)
-    return main
+    return plots.create_cooccurrence_plot(
+        s.cooccurrence, measure, title="base model, same feature set" if base else None)
 
 
 def tree_root_of(forest, feature: int) -> int | None:
@@ -156,22 +156,20 @@ def tree_root_of(forest, feature: int) -> int | None:
     return f
 
 
-def _tree(res: Results, feature: int):
+def _tree(res: Results, feature: int, base: bool = False):
     from synthviz import plots
     from synthviz.stats.hierarchy_stats import tree_table
-    m = res.model
+    if base:
+        m, s = res.base_model, res.base_stats
+        if m is None or s is None:
+            return None
+    else:
+        m, s = res.model, res.stats
     root = tree_root_of(m.forest, feature)
     if root is None:
         return plots.empty("this model has no hierarchy")
-    main = plots.create_tree_plot(tree_table(m.forest, root, res.stats.firing.empirical_rate))
-    if res.base_model is not None and res.base_stats is not None:
-        broot = tree_root_of(res.base_model.forest, feature)
-        if broot is not None:
-            base = plots.create_tree_plot(
-                tree_table(res.base_model.forest, broot, res.base_stats.firing.empirical_rate),
-                title=f"base: tree of root {broot}")
-            return (main + base).cols(2)
-    return main
+    return plots.create_tree_plot(tree_table(m.forest, root, s.firing.empirical_rate),
+                                  title=f"base: tree of root {root}" if base else None)
 
 
 def _forest(res: Results):
@@ -226,8 +224,8 @@ class Explorer(pn.viewable.Viewer):
                     log.exception("page update failed")
         try:
             doc.add_next_tick_callback(cb)
-        except Exception:  # the session is gone
-            pass
+        except Exception as exc:  # the session is gone
+            log.debug("page update dropped: %s", exc)
 
     # -------------------------------------------------------------- widgets
     def _build_widgets(self) -> None:
@@ -330,16 +328,17 @@ class Explorer(pn.viewable.Viewer):
         hv_pane = partial(pn.pane.HoloViews, sizing_mode="stretch_width", min_height=380,
                           linked_axes=False)
         self.panes = {name: hv_pane(hv.Div(""), css_classes=[f"sv-plot-{name}"])
-                      for name in ("l0", "frequencies", "cooccurrence", "tree", "forest",
-                                   "cos_hist", "max_cos", "interference", "magnitudes")}
+                      for name in ("l0", "frequencies", "cooccurrence", "cooccurrence_base",
+                                   "tree", "tree_base", "forest", "cos_hist", "max_cos",
+                                   "interference", "magnitudes")}
         P = self.panes
         w = self.w
         self.tabs = pn.Tabs(
             ("L0", P["l0"]),
             ("Frequencies", P["frequencies"]),
             ("Co-occurrence", pn.Column(w["cooc_measure"], P["cooccurrence"],
-                                        sizing_mode="stretch_width")),
-            ("Hierarchy", pn.Column(w["tree_root"], P["tree"], P["forest"],
+                                        P["cooccurrence_base"], sizing_mode="stretch_width")),
+            ("Hierarchy", pn.Column(w["tree_root"], P["tree"], P["tree_base"], P["forest"],
                                     sizing_mode="stretch_width")),
             ("Superposition", pn.Column(P["cos_hist"], P["max_cos"], P["interference"],
                                         sizing_mode="stretch_width")),
@@ -364,7 +363,10 @@ class Explorer(pn.viewable.Viewer):
     def _apply(self, plots: dict[str, Any], cards: dict[str, tuple[str, str]]) -> None:
         with pn.io.hold():
             for name, obj in plots.items():
-                self.panes[name].object = obj
+                pane = self.panes[name]
+                pane.visible = obj is not None  # base-only panes show in compare mode
+                if obj is not None:
+                    pane.object = obj
             for name, (value, sub) in cards.items():
                 self.cards[name].object = (
                     f'<div class="sv-card"><div class="sv-label">{html.escape(name)}</div>'
@@ -378,8 +380,9 @@ class Explorer(pn.viewable.Viewer):
         def apply():
             self.status.object = f"**status:** {html.escape(status)}"
             self.progress.visible = busy
-            self.progress.active = busy and pct <= 0
-            self.progress.value = pct if busy and pct > 0 else (0 if busy else 100)
+            self.progress.active = busy
+            # -1: an indeterminate bar for steps that report no progress of their own
+            self.progress.value = pct if busy and 0 < pct < 100 else (-1 if busy else 100)
             self.alert.object = html.escape(err)
             self.alert.visible = bool(err)
         self._dispatch(apply)

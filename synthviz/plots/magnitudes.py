@@ -82,4 +82,4 @@ def create_magnitude_plot(stats, base=None) -> hv.Layout | hv.Overlay:
                  None if base is None else to_numpy(base.rel_edges).astype(float),
                  None if base is None else base.rel_counts, rkd,
                  "Relative to each feature's mean (child rescaling widens deeper levels)", None)
-    return (absolute + rel).cols(1)
+    return (absolute + rel).cols(1).opts(shared_axes=False)

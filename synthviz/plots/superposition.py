@@ -123,4 +123,20 @@ def create_interference_plot(stats, base=None) -> hv.Overlay:
             title += f" ({float(stats.sir_db):.1f} dB)"
     if getattr(stats, "active_std", None) is not None:
         title += f", active error std {float(stats.active_std):.3f}"
-    return hv.Overlay(layers).opts(logy=True, title=title, legend_position="top_right", **COMMON)
+    # show the occupied bins, down to the rarest one (log axis: no automatic floor)
+    ys, xs = [], []
+    for counts, e in [(stats.inactive_counts, edges), (stats.active_counts, edges)] + (
+            [(base.active_counts, to_numpy(base.edges).astype(float))] if base is not None
+            else []):
+        d = dens(counts, e)
+        ok = np.isfinite(d)
+        if ok.any():
+            ys.append(d[ok])
+            xs += [e[:-1][ok].min(), e[1:][ok].max()]
+    opts = {}
+    if ys:
+        y = np.concatenate(ys)
+        opts = dict(ylim=(float(y.min()) * 0.5, float(y.max()) * 2),
+                    xlim=(float(min(xs)), float(max(xs))))
+    return hv.Overlay(layers).opts(logy=True, title=title, legend_position="top_right",
+                                   **opts, **COMMON)
