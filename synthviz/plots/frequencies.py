@@ -42,6 +42,18 @@ def create_frequency_plot(stats, base=None, band_sigma: float = 3.0) -> hv.Overl
         label=f"empirical ({int(seen.sum()):,} of {len(seen):,} seen)",
     ).opts(color=CURRENT, size=3, alpha=0.6, tools=["hover"])
     layers = [points]
+    # the mean empirical rate over log-spaced rank bins: single rare features are too noisy to
+    # compare by eye (and never-seen ones cannot be drawn on a log axis), their average is not
+    edges = np.unique(np.geomspace(1, len(f["rank"]) + 1, 60).astype(int))
+    sums = np.add.reduceat(f["empirical"], edges[:-1] - 1)
+    widths = np.diff(edges)
+    binned = sums / widths
+    centres = np.sqrt(edges[:-1] * (edges[1:] - 1).clip(min=1))
+    ok = binned > 0
+    binned_curve = hv.Curve((centres[ok], binned[ok]), rank, rate,
+                            label="empirical, mean per rank bin").opts(
+        color="#08306b", line_width=2, line_dash="dashed")
+    layers.append(binned_curve)
     if known:
         floor = 0.2 / n  # below one count in the sample: the lower band edge stops there
         sd = np.sqrt(np.clip(f["expected"] * (1 - f["expected"]), 0, None) / n)
@@ -52,7 +64,8 @@ def create_frequency_plot(stats, base=None, band_sigma: float = 3.0) -> hv.Overl
                       color=EXPECTED, alpha=0.12, line_alpha=0),
                   points,
                   hv.Curve((f["rank"], f["expected"]), rank, rate, label="expected").opts(
-                      color=EXPECTED, line_width=2)]
+                      color=EXPECTED, line_width=2),
+                  binned_curve]
     if base is not None and base.samples:
         b = _rank_frame(base)
         if np.isfinite(b["expected"]).all():

@@ -107,7 +107,7 @@ def create_interference_plot(stats, base=None) -> hv.Overlay:
                      label="inactive features").opts(color=BASE, alpha=0.5, line_color=None,
                                                      tools=["hover"], logy=True),
         hv.Histogram((edges, dens(stats.active_counts, edges)), kdims=kd, vdims=vd,
-                     label="active features").opts(color=CURRENT, alpha=0.55, line_color=None,
+                     label="active features").opts(fill_alpha=0, line_color=CURRENT, line_width=2,
                                                    tools=["hover"], logy=True),
     ]
     if base is not None:

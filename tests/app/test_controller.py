@@ -203,3 +203,17 @@ def test_sessions_share_the_loaded_model(small_source):
     assert b.results.model.feature_vectors.data_ptr() == a.results.model.feature_vectors.data_ptr()
     a.close()
     b.close()
+
+
+def test_controller_renders_inline_like_in_a_notebook(small_source):
+    """`controller` in a notebook cell: the same Explorer components, as a Bokeh model."""
+    import panel as pn
+    c = ready(Controller(source=small_source, samples=1024))
+    layout = pn.panel(c)
+    assert isinstance(layout, pn.Row)  # Controller.__panel__, not an auto-generated Param pane
+    tabs = [o for o in layout.select(pn.Tabs)]
+    assert tabs and "L0" in tabs[0]._names
+    assert layout.get_root() is not None
+    explorer = c.view()
+    assert explorer.cards["N"].object and "2,048" in explorer.cards["N"].object
+    c.close()
