@@ -17,8 +17,9 @@ order statistics torch.quantile interpolates between are then read with nested u
 `torch.topk` calls, and interpolated with the same float32 rank arithmetic and `torch.lerp`.
 The max |cos| comes from per-tile maxima; each feature's partner is found by recomputing its best
 tile. On a CPU the tiles run on worker threads with torch single-threaded (`_parallel`).
-Measured on the 2-core development machine for 16384 x 768: see `benchmarks/RESULTS.md`; the
-issue's goal is 15x sae_lens (44 s there).
+Cost at 16384 x 768: the Gram's upper triangle (206 GFLOP, about 55% of the CPU time) plus about
+as much again for the bookkeeping; about 6 CPU-seconds, so about 3 s on the 2-core development
+machine when it is otherwise idle (sae_lens's compute_superposition_stats: 44 s there).
 
 `InterferenceAccumulator` measures, on samples, how well the true activation a_i of a feature can be
 read out by the plain projection d_i . (x - bias): for every sample it computes all N readouts with
