@@ -3,6 +3,7 @@
     python -m benchmarks.run                       # every part, then writes benchmarks/RESULTS.md
     python -m benchmarks.run --quick               # fewer repetitions, smaller scaling table
     python -m benchmarks.run --parts sample,memory # only some parts (others keep their last results)
+    python -m benchmarks.run --render              # rewrite RESULTS.md from results.json only
 
 Parts:
   sample         sample_with_features(4096) and (1024), samples/s, medians of several runs, at 2 and
@@ -593,7 +594,7 @@ def render(results: dict, old_md: str = "") -> str:
         add(f"| build of the 16k base, {b['steps']} orthogonalization steps | "
             f"{b['sae_lens_extrapolated_s'] / 60:.1f} min (**extrapolated** from "
             f"{b['sae_lens_timed_steps']} timed step(s)) | {_med(b['synthviz_total_s']):.1f} s | "
-            f"{b['ratio']:.0f}x | >= 30x | {'yes' if ok else 'no'} | {b['meta']['threads']}; "
+            f"{_x(b['ratio'])} | >= 30x | {'yes' if ok else 'no'} | {b['meta']['threads']}; "
             f"load {b['load']} |")
         if not ok:
             gf = b.get("matmul_gflops")
@@ -619,7 +620,7 @@ def render(results: dict, old_md: str = "") -> str:
             worst = max(p["max_abs_diff"].values())
             ok = p["ratio"] >= 15 and worst <= 1e-4
             add(f"| superposition statistics, 16384x768 | {_med(p['sae_lens_s']):.1f} s | "
-                f"{_med(p['synthviz_s']):.2f} s | {p['ratio']:.0f}x (largest difference {worst:.1e}) | "
+                f"{_med(p['synthviz_s']):.2f} s | {_x(p['ratio'])} (largest difference {worst:.1e}) | "
                 f">= 15x, same numbers to 1e-4 | {'yes' if ok else 'no'} | {p['meta']['threads']}; "
                 f"load {p['load']} |")
             if not ok:
@@ -796,6 +797,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-threads", default="2,1",
                     help="thread counts the sampling part measures (default: 2,1)")
     ap.add_argument("--no-write", action="store_true", help="print results, write no files")
+    ap.add_argument("--render", action="store_true",
+                    help="measure nothing: rewrite RESULTS.md from benchmarks/results.json")
     ap.add_argument("--child-memory", choices=("synthviz", "sae_lens"), help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -804,14 +807,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_memory:
         print(json.dumps(memory_child(args.child_memory, args.folder, 4096, args.threads)))
         return 0
-    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    parts = [] if args.render else [p.strip() for p in args.parts.split(",") if p.strip()]
     bad = [p for p in parts if p not in PARTS]
     if bad:
         ap.error(f"unknown part(s) {bad}; choose from {', '.join(PARTS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
-    results["machine"] = machine()
+    if parts or "machine" not in results:
+        results["machine"] = machine()
     ctx = Context(args.quick)
     try:
         for part in parts:
