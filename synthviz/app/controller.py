@@ -38,7 +38,10 @@ SAMPLE_PARAMS = ("samples", "first_k", "sample_seed", "cooc_how", "cooc_k", "coo
 SETTINGS = MODEL_PARAMS + SAMPLE_PARAMS
 # what a shared link carries (URL query names equal the param names)
 URL_PARAMS = SETTINGS + ("tree_root", "cooc_measure")
-SOURCE_FOLLOW = ("num_features", "hidden_dim", "seed")
+# sliders that start from the loaded source's own values (N, D, seed and its hierarchy)
+SOURCE_FOLLOW = ("num_features", "hidden_dim", "seed", "roots", "branching_min",
+                 "branching_max", "branching_random", "depth", "me_portion", "me_min_depth",
+                 "me_max_depth", "compensate", "rescale")
 
 
 def _preset_names() -> list[str]:
@@ -276,7 +279,8 @@ class Controller(param.Parameterized):
         return cb
 
     def _compute(self, snap: dict[str, Any]) -> None:
-        from synthviz.app.variation_bridge import make_variation, source_facts
+        from synthviz.app.variation_bridge import make_variation, settings_for, source_facts
+        from synthviz.variations import Variation
         t0 = time.perf_counter()
         self.param.update(busy=True, progress=0, status="loading model")
         try:
@@ -284,11 +288,12 @@ class Controller(param.Parameterized):
             facts = source_facts(src)
             self._source_facts = facts
             self._set_bounds(facts)
-            follow = {k for k in self._follow_source if snap[k] != facts[k]}
+            own = settings_for(Variation(), facts)
+            follow = {k: own[k] for k in self._follow_source if snap[k] != own[k]}
             self._follow_source = set()
             if follow and snap["source"] == self.source:
-                # a new source: those sliders start from its own N, D and seed
-                self._reset_to_source({k: facts[k] for k in follow})
+                # a new source: those sliders start from its own values
+                self._reset_to_source(follow)
                 return
             variation = make_variation(snap, facts)
             self.param.update(status="applying variation")

@@ -248,3 +248,20 @@ def test_two_sessions_share_one_model(served_app, browser):
     assert errors == []
     for p in (first, *pages):
         p.close()
+
+
+def test_errors_show_as_messages_and_keep_the_model(served_app, page):
+    url, _ = served_app
+    errors = open_app(page, url)
+    source = page.locator(".sv-w-source input").first
+    source.fill("/nonexistent/model-folder")
+    source.press("Enter")
+    alert = page.locator(".sv-error")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "model-folder" not in text_of(alert):
+        page.wait_for_timeout(200)
+    message = text_of(alert)
+    assert "model-folder" in message and "Traceback" not in message
+    assert as_float(card(page, "n")) == 16384  # the previous model and plots stay
+    assert sources(page, "fraction")
+    assert errors == []

@@ -174,6 +174,8 @@ def test_compare_to_base(base_controller):
 def test_expensive_change_does_not_block(small_source):
     c = ready(Controller(source=small_source, samples=2048))
     assert c.results.cards["D"] == 64 and c.hidden_dim == 64  # sliders follow the source
+    assert (c.roots, c.branching_random, c.branching_min, c.branching_max) == (24, True, 2, 5)
+    assert c.preset == CUSTOM and c.results.model is STORE.source(small_source, "auto")
     old = c.results
     t0 = time.perf_counter()
     c.hidden_dim = 96  # a new orthogonalized dictionary, built in the worker thread
