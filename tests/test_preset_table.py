@@ -1,4 +1,5 @@
-"""The README's preset table is the output of scripts/preset_table.py, not typed by hand.
+"""The README's generated tables: the preset table (scripts/preset_table.py) and the benchmark
+summary (scripts/bench_summary.py, copied from benchmarks/RESULTS.md), never typed by hand.
 
 Every preset has a row; the cheap presets (base, base-v1, std-*, n-*, rel-p-*) are re-measured
 here with the script's fixed seed and sample count and must match the README row string for string.
@@ -77,3 +78,31 @@ def test_cheap_rows_match_the_script(one_thread):
             mismatched[name] = (rows.get(name), row)
     assert not mismatched, ("README preset table is stale; run `python scripts/preset_table.py "
                             f"--write`: {mismatched}")
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_benchmark_summary_matches_results():
+    bs = _load("bench_summary")
+    if not bs.RESULTS.is_file():
+        pytest.skip("benchmarks/RESULTS.md not written yet")
+    body = bs.render(bs.RESULTS.read_text())
+    assert bs.section((ROOT / "README.md").read_text()) == body, \
+        "README benchmark summary is stale; run `python scripts/bench_summary.py --write`"
+
+
+def test_benchmark_summary_keeps_the_goal_columns():
+    bs = _load("bench_summary")
+    results = ("# B\n\n## Goals (issue 3)\n\n| work | sae_lens | synthviz | ratio | goal | reached | x |\n"
+               "|---|---|---|---|---|---|---|\n| sampling | 1 | 30 | 30x | >= 10x | yes | z |\n\n## Next\n"
+               "- CPU: Test CPU (2 cores); more\n")
+    body = bs.render(results)
+    assert body.splitlines()[:3] == ["| work | sae_lens | synthviz | ratio | goal | reached |",
+                                     "|---|---|---|---|---|---|",
+                                     "| sampling | 1 | 30 | 30x | >= 10x | yes |"]
+    assert "Test CPU (2 cores)" in body
