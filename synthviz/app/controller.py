@@ -9,10 +9,12 @@ L0 solving) report progress through `progress` / `status` while the previous `re
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +44,21 @@ URL_PARAMS = SETTINGS + ("tree_root", "cooc_measure")
 SOURCE_FOLLOW = ("num_features", "hidden_dim", "seed", "roots", "branching_min",
                  "branching_max", "branching_random", "depth", "me_portion", "me_min_depth",
                  "me_max_depth", "compensate", "rescale")
+
+
+_LIVE: "weakref.WeakSet[Controller]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_workers(timeout: float = 5.0) -> None:
+    """Let running workers reach a stopping point before the interpreter goes away (a torch
+    op still running in a daemon thread at exit can abort the process)."""
+    deadline = time.monotonic() + timeout
+    for c in list(_LIVE):
+        c.close()
+        t = c._thread
+        if t is not None and t.is_alive():
+            t.join(max(0.0, deadline - time.monotonic()))
 
 
 def _preset_names() -> list[str]:
@@ -166,6 +183,7 @@ class Controller(param.Parameterized):
         super().__init__(**params)
         if preset not in (None, CUSTOM):
             self._apply_preset(preset, keep=set(params) - {"preset", "name"})
+        _LIVE.add(self)
         self.param.watch(self._on_preset, ["preset"])
         self.param.watch(self._on_settings, list(SETTINGS))
         if start:

@@ -212,9 +212,11 @@ class Explorer(pn.viewable.Viewer):
         with no server), else as a next-tick callback under the document lock. Next-tick
         callbacks run in order, so a later status never lands before an earlier one."""
         doc = self._doc
-        if doc is None or not doc.session_context or threading.get_ident() == self._loop_thread:
+        if doc is None or threading.get_ident() == self._loop_thread:
             fn()
             return
+        if not doc.session_context:
+            return  # the browser session has closed
 
         def cb():
             with set_curdoc(doc):
@@ -233,10 +235,10 @@ class Explorer(pn.viewable.Viewer):
         W = pn.widgets
         slider = dict(throttled=True, sizing_mode="stretch_width")
         self.w = w = {
-            "source": W.TextInput.from_param(p.source, name="source (preset, folder or Hub id)"),
+            "source": W.TextInput.from_param(p.source, label="source (preset, folder or Hub id)"),
             "preset": W.Select.from_param(p.preset),
             "device": W.Select.from_param(p.device),
-            "std_mode": W.RadioButtonGroup.from_param(p.std_mode, button_type="default"),
+            "std_mode": W.RadioButtonGroup.from_param(p.std_mode, color="default"),
             "std": W.FloatSlider.from_param(p.std, **slider),
             "hidden_dim": W.IntSlider.from_param(p.hidden_dim, **slider),
             "rel_p": W.FloatSlider.from_param(p.rel_p, **slider),
@@ -250,7 +252,7 @@ class Explorer(pn.viewable.Viewer):
             "depth": W.IntSlider.from_param(p.depth, **slider),
             "me_portion": W.FloatSlider.from_param(p.me_portion, **slider),
             "me_min_depth": W.IntInput.from_param(p.me_min_depth),
-            "me_max_depth": W.IntInput.from_param(p.me_max_depth, name="ME max depth (12 = none)"),
+            "me_max_depth": W.IntInput.from_param(p.me_max_depth, label="ME max depth (12 = none)"),
             "compensate": W.Checkbox.from_param(p.compensate),
             "rescale": W.Checkbox.from_param(p.rescale),
             "use_target_l0": W.Checkbox.from_param(p.use_target_l0),
@@ -267,12 +269,14 @@ class Explorer(pn.viewable.Viewer):
                                                           sizing_mode="fixed"),
             "tree_root": W.IntInput.from_param(p.tree_root, width=220,
                                                sizing_mode="fixed"),
-            "compare_base": W.Toggle.from_param(p.compare_base, button_type="primary",
-                                                button_style="outline"),
+            "compare_base": W.Toggle.from_param(p.compare_base, color="primary",
+                                                variant="outline"),
         }
         for name, widget in w.items():
             widget.css_classes = [*widget.css_classes, f"sv-w-{name.replace('_', '-')}"]
         c = self.controller
+        self._sample_options(c.samples)
+        c.param.watch(lambda e: self._dispatch(partial(self._sample_options, e.new)), ["samples"])
         # widgets that only matter in one mode are disabled in the other
         w["std"].disabled = c.std_mode == "base"
         hier = [w[k] for k in ("roots", "branching_random", "branching_min", "branching_max",
@@ -303,6 +307,13 @@ class Explorer(pn.viewable.Viewer):
             w["compare_base"],
             sizing_mode="stretch_width",
         )
+
+    def _sample_options(self, n: int) -> None:
+        """A sample count from a link or the API that is not a slider stop becomes one."""
+        w = self.w["samples"]
+        if n not in w.options:
+            w.options = sorted({*w.options, int(n)})
+            w.value = n
 
     def _sync_modes(self) -> None:
         for disabled, widgets in self._mode_links:
@@ -390,17 +401,17 @@ class Explorer(pn.viewable.Viewer):
     # -------------------------------------------------------------- export and share
     def _build_export(self) -> None:
         W = pn.widgets
-        self.export_name = W.TextInput(name="folder name (under the export root)",
+        self.export_name = W.TextInput(label="folder name (under the export root)",
                                        value="my-variation", css_classes=["sv-export-name"])
-        self.export_force = W.Checkbox(name="replace an existing folder", value=False)
-        self.export_samples = W.IntInput(name="samples for the model card", value=20000,
+        self.export_force = W.Checkbox(label="replace an existing folder", value=False)
+        self.export_samples = W.IntInput(label="samples for the model card", value=20000,
                                          start=256, step=1000, css_classes=["sv-export-samples"])
-        self.export_button = W.Button(name="Export", button_type="primary",
+        self.export_button = W.Button(label="Export", color="primary",
                                       css_classes=["sv-export-button"])
-        self.push_repo = W.TextInput(name="Hub repo id (owner/name)", placeholder="owner/name")
-        self.push_path = W.TextInput(name="path in repo (optional)")
-        self.push_private = W.Checkbox(name="private repo", value=True)
-        self.push_button = W.Button(name="Push to the Hub", button_type="default",
+        self.push_repo = W.TextInput(label="Hub repo id (owner/name)", placeholder="owner/name")
+        self.push_path = W.TextInput(label="path in repo (optional)")
+        self.push_private = W.Checkbox(label="private repo", value=True)
+        self.push_button = W.Button(label="Push to the Hub", color="default",
                                     css_classes=["sv-push-button"])
         self.export_alert = pn.pane.Alert("", alert_type="success", visible=False,
                                           css_classes=["sv-export-alert"],

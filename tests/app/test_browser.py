@@ -243,6 +243,7 @@ def test_two_sessions_share_one_model(served_app, browser):
         assert as_float(card(p, "n")) == 16384
     time.sleep(1)
     grown = server.memory_info().rss - rss0
+    print(f"server RSS {rss0 / 2**20:.0f} MiB with one session, +{grown / 2**20:.1f} MiB for two more")
     model_bytes = 16384 * 768 * 4  # the dictionary alone; a copy per session would add this
     assert grown / 2 < 0.6 * model_bytes, f"server RSS grew {grown / 2**20:.1f} MiB for 2 sessions"
     assert errors == []
