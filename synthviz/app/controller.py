@@ -68,8 +68,8 @@ def _preset_names() -> list[str]:
 
 @dataclass
 class Results:
-    """What the views draw: one consistent snapshot of a model and its statistics. The slower
-    parts (analytic expectations, interference, superposition) are None until they arrive."""
+    """What the views draw: one consistent snapshot of a model and its statistics. A new
+    dictionary's superposition statistics (seconds to compute) are None until they arrive."""
     settings: dict[str, Any]
     model: Any
     stats: SampleStats
@@ -327,28 +327,28 @@ class Controller(param.Parameterized):
                 base_key, base_model = STORE.model(snap["source"], snap["device"], None)
                 base_stats = STORE.sample_stats(base_key, base_model, settings,
                                                 self._progress("sampling base"))
+            # expected rates and interference (about 0.3 s at 16k) join the first drawing, so
+            # a cheap change redraws every plot once; only a new dictionary's superposition
+            # statistics (seconds) follow in a second pass. A newer request skips what is left.
+            self.param.update(status="expected rates and interference")
+            analytic = STORE.analytic_stats(key, model, settings, stats,
+                                            self._progress("expected rates"))
+            base_analytic = None if base_model is None else STORE.analytic_stats(
+                base_key, base_model, settings, base_stats)
+            if self._superseded():
+                return
             res = Results(
-                settings=snap, model=model, stats=stats,
-                analytic=STORE.cached_analytic(key, settings),
+                settings=snap, model=model, stats=stats, analytic=analytic,
                 superposition=STORE.cached_superposition(model), base_model=base_model,
-                base_stats=base_stats,
-                base_analytic=None if base_model is None
-                else STORE.cached_analytic(base_key, settings),
+                base_stats=base_stats, base_analytic=base_analytic,
                 base_superposition=None if base_model is None
                 else STORE.cached_superposition(base_model),
                 seconds=time.perf_counter() - t0)
             self.param.update(results=res, error="")
-            # the slower parts follow, each drawn as it arrives; a newer request skips them
-            steps = [("analytic", "expected rates and interference",
-                      lambda: STORE.analytic_stats(key, model, settings, stats,
-                                                   self._progress("expected rates"))),
-                     ("superposition", "superposition statistics",
+            steps = [("superposition", "superposition statistics",
                       lambda: STORE.superposition(model, self._progress("superposition")))]
             if base_model is not None:
-                steps += [("base_analytic", "expected rates (base)",
-                           lambda: STORE.analytic_stats(base_key, base_model, settings,
-                                                        base_stats)),
-                          ("base_superposition", "superposition statistics (base)",
+                steps += [("base_superposition", "superposition statistics (base)",
                            lambda: STORE.superposition(base_model,
                                                        self._progress("superposition (base)")))]
             for field_name, what, compute in steps:

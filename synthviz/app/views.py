@@ -196,6 +196,9 @@ class Explorer(pn.viewable.Viewer):
         self._doc = pn.state.curdoc if (pn.state.curdoc and pn.state.curdoc.session_context) \
             else None
         self._loop_thread = threading.get_ident()
+        self._seq_lock = threading.Lock()
+        self._seq = self._applied_seq = 0
+        self._status_latest = ("starting", False, 0, "")
         self._build_widgets()
         self._build_main()
         self._build_export()
@@ -364,14 +367,23 @@ class Explorer(pn.viewable.Viewer):
         res = self.controller.results
         if res is None:
             return
+        with self._seq_lock:
+            self._seq += 1
+            seq = self._seq
         plots = build_plots(res, self.controller)  # in the worker thread when served
         cards = card_values(res, res.settings["first_k"])
-        self._dispatch(partial(self._apply, plots, cards))
+        self._dispatch(partial(self._apply, plots, cards, seq))
 
     def _on_view_param(self, *events) -> None:
         self._on_results(None)
 
-    def _apply(self, plots: dict[str, Any], cards: dict[str, tuple[str, str]]) -> None:
+    def _apply(self, plots: dict[str, Any], cards: dict[str, tuple[str, str]],
+               seq: int = 0) -> None:
+        # callbacks queued while a session is still being created can run out of order
+        # (Bokeh keeps them in a set until then): never let older plots replace newer ones
+        if seq and seq < self._applied_seq:
+            return
+        self._applied_seq = seq
         with pn.io.hold():
             for name, obj in plots.items():
                 pane = self.panes[name]
@@ -386,17 +398,19 @@ class Explorer(pn.viewable.Viewer):
 
     def _on_status(self, *events) -> None:
         c = self.controller
-        status, busy, pct, err = c.status, c.busy, c.progress, c.error
+        self._status_latest = (c.status, c.busy, c.progress, c.error)
+        self._dispatch(self._apply_status)
 
-        def apply():
-            self.status.object = f"**status:** {html.escape(status)}"
-            self.progress.visible = busy
-            self.progress.active = busy
-            # -1: an indeterminate bar for steps that report no progress of their own
-            self.progress.value = pct if busy and 0 < pct < 100 else (-1 if busy else 100)
-            self.alert.object = html.escape(err)
-            self.alert.visible = bool(err)
-        self._dispatch(apply)
+    def _apply_status(self) -> None:
+        """Shows the latest status, whichever queued callback runs last (see `_apply`)."""
+        status, busy, pct, err = self._status_latest
+        self.status.object = f"**status:** {html.escape(status)}"
+        self.progress.visible = busy
+        self.progress.active = busy
+        # -1: an indeterminate bar for steps that report no progress of their own
+        self.progress.value = pct if busy and 0 < pct < 100 else (-1 if busy else 100)
+        self.alert.object = html.escape(err)
+        self.alert.visible = bool(err)
 
     # -------------------------------------------------------------- export and share
     def _build_export(self) -> None:

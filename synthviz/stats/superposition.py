@@ -47,6 +47,7 @@ DEFAULT_TILE = 512
 # few percent of rows then keep fewer than K values and are recomputed in full (cheap), the rest
 # keep about 1.4 K instead of N
 _KEEP_SIGMAS = 2.5
+PREFIX_MAX_TILES = 64  # prefix tables up to 64 tiles (32k features at tile 512): <= 13 MB
 
 
 @dataclass
@@ -64,6 +65,12 @@ class SuperpositionStats:
     num_pairs: int = 0
     rows_recomputed: int = 0  # rows whose threshold kept too few values (recomputed in full)
     method: str = "tiled"
+    # prefix tables (tiled method): the statistics of every prefix v[:k * tile] follow from them
+    # exactly, without a new Gram product (see `prefix_stats`); None otherwise
+    tile: int = 0
+    tile_max: torch.Tensor | None = None  # [N, tiles] max |cos| of each row within a column tile
+    pair_sums: torch.Tensor | None = None  # [tiles, tiles] float64 sum of |cos| per tile pair
+    pair_hist: torch.Tensor | None = None  # [tiles, tiles, bins] int32 histogram per tile pair
 
     def to_dict(self) -> dict:
         """Headline numbers as plain floats (per-feature tensors left out)."""
@@ -142,7 +149,7 @@ def superposition_stats(vectors: torch.Tensor, percentiles: Sequence[int] = (95,
         res = _dense(v, plans, k_need, bins, progress)
     else:
         raise ConfigError(f"method must be 'auto', 'tiled' or 'dense', got {method!r}")
-    best_v, best_i, at_rank, total, hist, recomputed = res
+    best_v, best_i, at_rank, total, hist, recomputed, tables = res
     pct = {}
     for p, pl in plans.items():
         lo_val = at_rank[pl.desc_lo]
@@ -155,7 +162,41 @@ def superposition_stats(vectors: torch.Tensor, percentiles: Sequence[int] = (95,
         mean_percentile={p: float(x.double().mean()) for p, x in pct.items()},
         mean_abs_cos=total / n_pairs, hist_edges=torch.linspace(0, 1, bins + 1),
         hist_counts=hist.cpu(), num_features=n_feat, hidden_dim=dim, num_pairs=n_pairs,
-        rows_recomputed=recomputed, method=method)
+        rows_recomputed=recomputed, method=method, **tables)
+
+
+def prefix_length_ok(stats: SuperpositionStats, n: int) -> bool:
+    """Whether `prefix_stats(stats, v[:n])` can answer exactly (n a whole number of tiles)."""
+    return (stats.tile_max is not None and stats.tile > 0 and 2 <= n <= stats.num_features
+            and (n % stats.tile == 0 or n == stats.num_features))
+
+
+@torch.no_grad()
+def prefix_stats(stats: SuperpositionStats, vectors: torch.Tensor) -> SuperpositionStats:
+    """Statistics of the first n rows of the dictionary `stats` was computed on, from its prefix
+    tables: max |cos|, partner, rho_mm, mean |cos| and the histogram are exact (the same numbers
+    `superposition_stats(vectors)` gives); per-feature percentiles need every row's full order
+    statistics and are left out (`percentile` is empty). `vectors` is that prefix [n, D] (for the
+    partners, recomputed from each row's best tile: n x tile x D work). A truncated model's
+    dictionary is such a prefix, so its superposition plots need no new Gram product."""
+    n, dim = vectors.shape
+    if not prefix_length_ok(stats, n) or dim != stats.hidden_dim:
+        raise ConfigError(f"no prefix statistics for {n} x {dim} from {stats.num_features} x "
+                          f"{stats.hidden_dim} (tile {stats.tile}, tables "
+                          f"{'present' if stats.tile_max is not None else 'absent'})")
+    tile = stats.tile
+    k = math.ceil(n / tile)
+    v = _normalize(vectors, stats.tile_max.device)
+    spans = [(s, min(n, s + tile)) for s in range(0, n, tile)]
+    best_v, best_i = _partners(v, v.T.contiguous(), stats.tile_max[:n, :k].clone(), spans)
+    n_pairs = n * (n - 1) // 2
+    hist = stats.pair_hist[:k, :k].sum(dim=(0, 1), dtype=torch.long)
+    return SuperpositionStats(
+        max_abs_cos=best_v, partner=best_i, percentile={},
+        rho_mm=float(best_v.double().mean()), mean_percentile={},
+        mean_abs_cos=float(stats.pair_sums[:k, :k].sum()) / n_pairs,
+        hist_edges=stats.hist_edges.clone(), hist_counts=hist, num_features=n, hidden_dim=dim,
+        num_pairs=n_pairs, method="prefix")
 
 
 def _rank_values(x: torch.Tensor, ranks: Sequence[int]) -> dict[int, torch.Tensor]:
@@ -217,7 +258,7 @@ def _dense(v, plans, k_need, bins, progress):
                 at_rank[k][i:e] = x
         if progress:
             progress(s + 1, steps)
-    return best_v, best_i, at_rank, total, hist, 0
+    return best_v, best_i, at_rank, total, hist, 0, {}
 
 
 def _tiled(v, plans, k_need, bins, tile, progress):
@@ -239,6 +280,10 @@ def _tiled(v, plans, k_need, bins, tile, progress):
     # per block row: (counts [rows], kept values grouped by row) from every tile touching it
     kept: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(nb)]
     n_tiles = nb * (nb + 1) // 2 + 1
+    # prefix tables (each tile pair writes its own cell: no locking); a few MB at 16k
+    record = nb <= PREFIX_MAX_TILES
+    pair_sums = torch.zeros(nb, nb, dtype=torch.float64) if record else None
+    pair_hist = torch.zeros(nb, nb, bins, dtype=torch.int32) if record else None
     state = {"done": 0, "recomputed": 0}
     lock = threading.Lock()
 
@@ -249,14 +294,25 @@ def _tiled(v, plans, k_need, bins, tile, progress):
         with lock:
             state["done"] += 1
 
+    def _add_pairs(acc, vals, bins, bi, bj):
+        tot = float(vals.sum())  # float32 tile sums, added up in Python floats
+        acc["total"] += tot
+        if record:
+            h = torch.zeros(bins, dtype=torch.long, device=dev)
+            _hist_add(h, vals, bins)
+            acc["hist"] += h
+            pair_sums[bi, bj] = tot
+            pair_hist[bi, bj] = h.to("cpu", torch.int32)
+        else:
+            _hist_add(acc["hist"], vals, bins)
+
     def diag(b, acc):
         s, e = spans[b]
         g = (v[s:e] @ vt[:, s:e]).abs_()
         m = e - s
         r = torch.arange(m, device=dev)
         vals = g[r[None, :] > r[:, None]]  # strict upper triangle: each pair once
-        acc["total"] += float(vals.sum())
-        _hist_add(acc["hist"], vals, bins)
+        _add_pairs(acc, vals, bins, b, b)
         g[r, r] = -1.0
         tmax[s:e, b] = g.amax(dim=1)
         others = m - 1
@@ -276,8 +332,7 @@ def _tiled(v, plans, k_need, bins, tile, progress):
         for bj in range(bi + 1, nb):
             s2, e2 = spans[bj]
             g = (v[s:e] @ vt[:, s2:e2]).abs_()
-            acc["total"] += float(g.sum())  # float32 tile sums, added up in Python floats
-            _hist_add(acc["hist"], g, bins)
+            _add_pairs(acc, g, bins, bi, bj)
             tmax[s:e, bj] = g.amax(dim=1)
             tmax[s2:e2, bi] = g.amax(dim=0)
             if ranks:
@@ -305,7 +360,10 @@ def _tiled(v, plans, k_need, bins, tile, progress):
     best_v, best_i = _partners(v, vt, tmax, spans)
     if progress:
         progress(n_tiles, n_tiles)
-    return best_v, best_i, at_rank, total, hist, state["recomputed"]
+    tables = {}
+    if record:
+        tables = dict(tile=tile, tile_max=tmax.cpu(), pair_sums=pair_sums, pair_hist=pair_hist)
+    return best_v, best_i, at_rank, total, hist, state["recomputed"], tables
 
 
 def _keep(g: torch.Tensor, mask: torch.Tensor, transposed: bool = False):
@@ -420,16 +478,12 @@ class InterferenceAccumulator:
         self.samples = self.samples_seen = 0
 
     def _hist(self, err: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(counts over [-range, range], count outside): one pass (`histc` drops what lies
+        outside; float32 counts are exact below 2^24 per bin, more than a chunk holds)."""
         r, b = self.range, self.bins
         e = err.reshape(-1)
-        out = int(((e < -r) | (e >= r)).sum())
-        x = (e + r) * (b / (2 * r))
-        x = x.clamp_(0, b - 0.5).to(torch.uint8 if b < 255 else torch.int32)
-        c = torch.bincount(x, minlength=b)[:b].cpu()
-        if out:  # remove the clamped outliers from the edge bins again
-            c[0] -= int((e < -r).sum())
-            c[b - 1] -= int((e >= r).sum())
-        return c, out
+        c = torch.histc(e, b, -r, r).to(torch.int64).cpu()
+        return c, e.numel() - int(c.sum())
 
     def update(self, rows, cols, values, batch_size: int, hidden: torch.Tensor | None = None
                ) -> None:
@@ -457,10 +511,14 @@ class InterferenceAccumulator:
             self._act += ha
             self._out_all += oall
             self._out_act += oa
-            ed, ead = err.double(), ea.double()
-            self._m += torch.tensor([float((e - s) * n), float(ed.sum()), float((ed * ed).sum()),
-                                     float(ea.numel()), float(ead.sum()), float((ead * ead).sum())],
-                                    dtype=torch.float64)
+            # moments without a float64 copy of the [b, N] readouts: float64 sum, and the
+            # sum of squares of each row (N float32 terms) added up in float64
+            flat = err.view(-1)
+            sq = torch.linalg.vector_norm(err, dim=1).double().square().sum()
+            ead = ea.double()
+            self._m += torch.tensor([float((e - s) * n), float(flat.sum(dtype=torch.float64)),
+                                     float(sq), float(ea.numel()), float(ead.sum()),
+                                     float((ead * ead).sum())], dtype=torch.float64)
             self._sig += float((v.double() ** 2).sum())
         self.samples += m
 

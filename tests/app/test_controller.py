@@ -100,8 +100,14 @@ def test_base_cards(base_controller):
 def test_rel_p_changes_l0_and_rates_but_not_the_dictionary(base_controller):
     c = base_controller
     before = c.results
+    published = []
+    watcher = c.param.watch(lambda e: published.append(e.new), ["results"])
     c.rel_p = 0.5
     after = ready(c).results
+    c.param.unwatch(watcher)
+    # a cheap change is drawn once, with the expected rates and interference already in it
+    assert len(published) == 1 and published[0].complete
+    assert after.analytic.interference is not None
     ratio = after.stats.l0.mean / before.stats.l0.mean
     tol = 5 * math.hypot(l0_se(after.stats) / before.stats.l0.mean,
                          l0_se(before.stats) * after.stats.l0.mean / before.stats.l0.mean ** 2)
@@ -131,12 +137,26 @@ def test_std_changes_only_magnitudes(base_controller):
 
 
 def test_truncation_changes_n_and_the_dictionary_statistics(base_controller):
+    from synthviz.app.store import COS_BINS
+    from synthviz.stats import superposition_stats
     c = base_controller
     before = c.results
+    published = []
+    watcher = c.param.watch(lambda e: published.append(e.new), ["results"])
     c.num_features = 4096
     after = ready(c).results
+    c.param.unwatch(watcher)
     assert after.cards["N"] == 4096 and after.stats.firing.empirical_rate.shape[0] == 4096
-    assert after.superposition.num_features == 4096
+    # one drawing with everything: the truncated dictionary's statistics come from the base's
+    # prefix tables at once, and equal a direct computation on the first 4096 rows
+    assert len(published) == 1 and published[0].complete, [r.complete for r in published]
+    sup = after.superposition
+    assert sup.method == "prefix" and sup.num_features == 4096
+    direct = superposition_stats(before.model.feature_vectors[:4096], bins=COS_BINS)
+    assert sup.rho_mm == pytest.approx(direct.rho_mm, abs=1e-6)
+    assert sup.mean_abs_cos == pytest.approx(direct.mean_abs_cos, rel=1e-6)
+    assert (sup.partner == direct.partner).all()
+    assert int((sup.hist_counts - direct.hist_counts).abs().sum()) <= 2
     assert after.superposition.rho_mm < before.superposition.rho_mm  # fewer neighbours
     # L0 of the first 4096 features of the base equals the base's first-4096 L0
     se = math.hypot(l0_se(after.stats), before.stats.l0.std_first_k

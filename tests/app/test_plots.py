@@ -196,6 +196,13 @@ def test_superposition_disk_cache_round_trips(small, tmp_path):
     assert back.percentile.keys() == sup.percentile.keys()
     assert all(torch.equal(back.percentile[k], sup.percentile[k]) for k in sup.percentile)
     assert back.rho_mm == sup.rho_mm and back.mean_percentile == sup.mean_percentile
+    # the prefix tables come back too, so a restarted server still derives truncations at once
+    assert sup.tile_max is not None and back.tile == sup.tile
+    for name in ("tile_max", "pair_sums", "pair_hist"):
+        assert torch.equal(getattr(back, name), getattr(sup, name)), name
+    from synthviz.stats.superposition import prefix_stats
+    v = small[0].feature_vectors[:1024]
+    assert prefix_stats(back, v).rho_mm == prefix_stats(sup, v).rho_mm
     path.write_bytes(b"not an npz")
     assert _load_stats(path) is None  # damaged entries are recomputed, not trusted
     assert math.isfinite(sup.rho_mm)

@@ -9,7 +9,7 @@ import torch
 
 from synthviz.errors import ConfigError
 from synthviz.stats import InterferenceAccumulator, collect, superposition_stats
-from synthviz.stats.superposition import _hist_add
+from synthviz.stats.superposition import _hist_add, prefix_length_ok, prefix_stats
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,38 @@ def test_threshold_misses_are_recomputed_exactly():
     for p in (95, 99):
         assert torch.allclose(res.percentile[p], ref.percentile[p], atol=1e-6, rtol=0)
     assert torch.equal(res.partner, ref.partner)
+
+
+@pytest.mark.parametrize("n", [512, 1024, 1280, 2048])
+def test_prefix_statistics_equal_a_direct_computation(n):
+    # a truncated model's dictionary is a prefix of its source's: its statistics come from the
+    # source's prefix tables without a new Gram product, and must equal computing them directly
+    torch.manual_seed(2)
+    v = torch.randn(2048, 24)
+    full = superposition_stats(v, bins=60, method="tiled", tile=256)
+    assert full.tile == 256 and full.tile_max.shape == (2048, 8)
+    got = prefix_stats(full, v[:n])
+    ref = superposition_stats(v[:n], bins=60, method="dense")
+    g, hist = _brute(v[:n], 60)
+    assert got.method == "prefix" and got.num_features == n and got.num_pairs == ref.num_pairs
+    assert torch.equal(got.partner, ref.partner) and torch.equal(got.partner, g.argmax(dim=1))
+    assert torch.allclose(got.max_abs_cos, ref.max_abs_cos, atol=1e-6, rtol=0)
+    assert got.rho_mm == pytest.approx(ref.rho_mm, abs=1e-7)
+    assert got.mean_abs_cos == pytest.approx(ref.mean_abs_cos, rel=1e-6)
+    assert int(got.hist_counts.sum()) == n * (n - 1) // 2
+    assert int((got.hist_counts - hist).abs().sum()) <= 2  # bin-edge rounding, as above
+    assert got.percentile == {}  # per-row order statistics cannot come from the tables
+
+
+def test_prefix_statistics_refuse_what_they_cannot_answer():
+    v = torch.randn(1024, 16)
+    full = superposition_stats(v, method="tiled", tile=256)
+    for n in (300, 1, 2048):  # not whole tiles, too few, longer than the source
+        assert not prefix_length_ok(full, n)
+        with pytest.raises(ConfigError, match="no prefix statistics"):
+            prefix_stats(full, torch.randn(n, 16))
+    dense = superposition_stats(v, method="dense")
+    assert dense.tile_max is None and not prefix_length_ok(dense, 512)
 
 
 def test_progress_and_errors():
