@@ -117,21 +117,24 @@ class Forest:
         """
         corr = torch.ones(self.num_features, dtype=base_p.dtype)
         p_list = base_p.tolist()
+        # factors gathered per node in Python floats, then written in bulk: the same roundings
+        # as assigning (and multiplying in) each element, without a tensor op per child
+        idx, val, me_idx, me_val = [], [], [], []
         for level in self.levels:
             for node in level:
                 kids = self.children.get(node, [])
                 pp = p_list[node]
-                if pp > 0:
-                    for c in kids:
-                        corr[c] = 1.0 / pp
-        for level in self.levels:  # ME factors after all hierarchy factors, as sae_lens applies them
-            for node in level:
-                kids = self.children.get(node, [])
-                pp = p_list[node]
-                if node in self.me and len(kids) >= 2 and pp > 0:
-                    total = sum(p_list[c] for c in kids)
-                    for c in kids:
-                        corr[c] *= 1.0 + max(0.0, total - p_list[c]) / pp
+                if pp > 0 and kids:
+                    idx += kids
+                    val += [1.0 / pp] * len(kids)
+                    if node in self.me and len(kids) >= 2:
+                        total = sum(p_list[c] for c in kids)
+                        me_idx += kids
+                        me_val += [1.0 + max(0.0, total - p_list[c]) / pp for c in kids]
+        if idx:  # every child has one parent: no index repeats
+            corr[torch.tensor(idx)] = torch.tensor(val, dtype=torch.float64).to(corr.dtype)
+        if me_idx:  # ME factors after all hierarchy factors, as sae_lens applies them
+            corr[torch.tensor(me_idx)] *= torch.tensor(me_val, dtype=torch.float64).to(corr.dtype)
         return corr
 
     def __eq__(self, other: object) -> bool:

@@ -321,7 +321,17 @@ class Controller(param.Parameterized):
                 return
             settings = sample_settings(snap)
             self.param.update(status=f"sampling {settings.samples:,}")
+            # the expected rates (memoized on the model) are computed beside the sampling: the
+            # two take about as long, and together they keep both cores busy
+            warm = None
+            if STORE.cached_analytic(key, settings) is None:
+                from synthviz.stats.analytic import expected_rates  # imported before threading
+                warm = threading.Thread(target=_warm, args=(expected_rates, model), daemon=True,
+                                        name="synthviz-rates")
+                warm.start()
             stats = STORE.sample_stats(key, model, settings, self._progress("sampling"))
+            if warm is not None:
+                warm.join()
             base_key = base_model = base_stats = None
             if snap["compare_base"] and key[-1] is not None:
                 base_key, base_model = STORE.model(snap["source"], snap["device"], None)
@@ -398,6 +408,13 @@ class Controller(param.Parameterized):
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         return self.view()._repr_mimebundle_(include, exclude)
+
+
+def _warm(fn, *args) -> None:
+    try:
+        fn(*args)
+    except Exception:  # reported where the result is used (AnalyticStats.errors)
+        pass
 
 
 def parse_ids(text: str) -> tuple[int, ...]:

@@ -223,18 +223,20 @@ class Store:
         """The dictionary's statistics if known, or derivable at once: a truncated model's
         dictionary is a prefix (a view) of its source's, whose prefix tables give the exact
         numbers without a new Gram product (`stats.superposition.prefix_stats`)."""
+        from synthviz.stats.superposition import prefix_length_ok, prefix_stats
         v = model.feature_vectors
         key = ("dict", v.data_ptr(), tuple(v.shape), tuple(v.stride()), str(v.dtype))
         with self._lock:
             hit = self._dicts.get(key)
             if hit is not None:
                 return hit[1]
-            source = next((st for k, (src, st) in self._dicts.items.items()
-                           if _is_prefix(v, src) and k != key), None)
+            # a source with prefix tables (derived entries have none) that covers v
+            found = next((k for k, (src, st) in self._dicts.items.items()
+                          if k != key and _is_prefix(v, src) and prefix_length_ok(st, len(v))),
+                         None)
+            # get() marks the source as recently used: truncations keep it from being evicted
+            source = None if found is None else self._dicts.get(found)[1]
         if source is None:
-            return None
-        from synthviz.stats.superposition import prefix_length_ok, prefix_stats
-        if not prefix_length_ok(source, v.shape[0]):
             return None
         stats = prefix_stats(source, v)
         with self._lock:

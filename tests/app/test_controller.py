@@ -162,6 +162,16 @@ def test_truncation_changes_n_and_the_dictionary_statistics(base_controller):
     se = math.hypot(l0_se(after.stats), before.stats.l0.std_first_k
                     / math.sqrt(before.stats.l0.samples))
     assert abs(after.stats.l0.mean - before.stats.l0.mean_first_k) < 5 * se
+    # truncations one after another each derive from the base, not from an earlier truncation
+    # (whose statistics have no prefix tables)
+    for n in (8192, 6144, 12288, 2048):
+        published.clear()
+        watcher = c.param.watch(lambda e: published.append(e.new), ["results"])
+        c.num_features = n
+        ready(c)
+        c.param.unwatch(watcher)
+        assert [(r.model.num_features, r.superposition.method) for r in published] == \
+            [(n, "prefix")], [r.superposition for r in published]
     c.num_features = 16384
     ready(c)
 
