@@ -454,7 +454,9 @@ def solve_l0(model: SynthModel, target_l0: float, target_first_k: float | None =
                           f"{model.num_features} features")
     from synthviz.cache import model_cache_dir
 
-    key = {"l0_solve": SOLVE_CACHE_VERSION, "model": _digest(model), "target_l0": target_l0,
+    from synthviz.sampling import SAMPLER_VERSION
+    key = {"l0_solve": SOLVE_CACHE_VERSION, "sampler": SAMPLER_VERSION,
+           "model": _digest(model), "target_l0": target_l0,
            "target_first_k": target_first_k, "first_k": first_k, "samples": samples,
            "seed": seed, "tolerance": tolerance, "rounds": rounds}
     cache_file = model_cache_dir(key) / "l0_solution.json"

@@ -33,6 +33,10 @@ import torch.nn.functional as nnf
 
 from synthviz.hierarchy import Forest
 
+# Bump when the samples drawn for a given seed change: results measured by sampling and cached
+# on disk (L0 solutions) include it in their keys, so they are measured again.
+SAMPLER_VERSION = 1
+
 
 @dataclass
 class Tables:

@@ -72,6 +72,10 @@ def test_solutions_are_cached(small_model, tmp_path, monkeypatch):
     again = Variation(target_l0=9.0, target_l0_first_k=6.0, first_k=512).apply(small_model)
     assert torch.equal(first.firing_probabilities, again.firing_probabilities)
     assert first.notes["l0_target"] == again.notes["l0_target"]
+    # a new sampler (other samples for the same seed) is a cache miss: the solution is redone
+    monkeypatch.setattr("synthviz.sampling.SAMPLER_VERSION", 10**6)
+    with pytest.raises(AssertionError, match="solved again"):
+        Variation(target_l0=9.0, target_l0_first_k=6.0, first_k=512).apply(small_model)
 
 
 def test_unreachable_l0_names_the_target_and_range(small_model):
