@@ -15,3 +15,8 @@ class ModelFileError(SynthvizError):
 
 class HubError(SynthvizError):
     """The Hugging Face Hub could not provide the requested files."""
+
+
+class Cancelled(Exception):
+    """Raised from a progress callback to stop work whose result is no longer wanted (the app's
+    settings moved on). Not a SynthvizError: it is not a problem to report."""

@@ -23,7 +23,7 @@ import param
 
 from synthviz.app.store import STORE, AnalyticStats, SampleSettings, SampleStats
 from synthviz.device import DEVICES
-from synthviz.errors import SynthvizError
+from synthviz.errors import Cancelled, SynthvizError
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,7 @@ class Controller(param.Parameterized):
         self._cond = threading.Condition()
         self._pending: dict | None = None
         self._running = False
+        self._running_snap: dict | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
         self._applying_preset = False
@@ -274,6 +275,7 @@ class Controller(param.Parameterized):
                     return
                 snap, self._pending = self._pending, None
                 self._running = True
+                self._running_snap = snap
             try:
                 self._compute(snap)
             finally:
@@ -286,8 +288,23 @@ class Controller(param.Parameterized):
             return self._pending is not None or self._closed
 
     # -------------------------------------------------------------- the work
-    def _progress(self, stage: str) -> Callable[[int, int], None]:
+    def _cancel_wanted(self, keys: tuple[str, ...]) -> bool:
+        """A newer request changes one of `keys` of the running one (or the session closed)."""
+        with self._cond:
+            if self._closed:
+                return True
+            new, run = self._pending, self._running_snap
+            return new is not None and run is not None and any(new[k] != run[k] for k in keys)
+
+    def _progress(self, stage: str, cancel_on: tuple[str, ...] = ()
+                  ) -> Callable[[int, int], None]:
+        """A progress callback for long work; it raises `Cancelled` (stopping the work) once a
+        newer request changes any setting in `cancel_on`, so a slider moved during a minute-long
+        dictionary build does not wait for it. Settings the work does not depend on never
+        cancel it: its result is still wanted."""
         def cb(done: int, total: int) -> None:
+            if cancel_on and self._cancel_wanted(cancel_on):
+                raise Cancelled(stage)
             now = time.monotonic()
             if done < total and now - self._last_progress < 0.2:
                 return  # a few updates a second are plenty for the page
@@ -302,7 +319,8 @@ class Controller(param.Parameterized):
         t0 = time.perf_counter()
         self.param.update(busy=True, progress=0, status="loading model")
         try:
-            src = STORE.source(snap["source"], snap["device"], self._progress("building base"))
+            src = STORE.source(snap["source"], snap["device"],
+                               self._progress("building base", ("source", "device")))
             facts = source_facts(src)
             self._source_facts = facts
             self._set_bounds(facts)
@@ -316,7 +334,7 @@ class Controller(param.Parameterized):
             variation = make_variation(snap, facts)
             self.param.update(status="applying variation")
             key, model = STORE.model(snap["source"], snap["device"], variation,
-                                     self._progress("building"))
+                                     self._progress("building", MODEL_PARAMS))
             if self._superseded():
                 return
             settings = sample_settings(snap)
@@ -329,20 +347,21 @@ class Controller(param.Parameterized):
                 warm = threading.Thread(target=_warm, args=(expected_rates, model), daemon=True,
                                         name="synthviz-rates")
                 warm.start()
-            stats = STORE.sample_stats(key, model, settings, self._progress("sampling"))
+            stats = STORE.sample_stats(key, model, settings,
+                                       self._progress("sampling", SETTINGS))
             if warm is not None:
                 warm.join()
             base_key = base_model = base_stats = None
             if snap["compare_base"] and key[-1] is not None:
                 base_key, base_model = STORE.model(snap["source"], snap["device"], None)
                 base_stats = STORE.sample_stats(base_key, base_model, settings,
-                                                self._progress("sampling base"))
+                                                self._progress("sampling base", SETTINGS))
             # expected rates and interference (about 0.3 s at 16k) join the first drawing, so
             # a cheap change redraws every plot once; only a new dictionary's superposition
             # statistics (seconds) follow in a second pass. A newer request skips what is left.
             self.param.update(status="expected rates and interference")
             analytic = STORE.analytic_stats(key, model, settings, stats,
-                                            self._progress("expected rates"))
+                                            self._progress("expected rates", SETTINGS))
             base_analytic = None if base_model is None else STORE.analytic_stats(
                 base_key, base_model, settings, base_stats)
             if self._superseded():
@@ -355,12 +374,13 @@ class Controller(param.Parameterized):
                 else STORE.cached_superposition(base_model),
                 seconds=time.perf_counter() - t0)
             self.param.update(results=res, error="")
+            sup = self._progress("superposition", MODEL_PARAMS)
             steps = [("superposition", "superposition statistics",
-                      lambda: STORE.superposition(model, self._progress("superposition")))]
+                      lambda: STORE.superposition(model, sup))]
             if base_model is not None:
+                base_sup = self._progress("superposition (base)", ("source", "device"))
                 steps += [("base_superposition", "superposition statistics (base)",
-                           lambda: STORE.superposition(base_model,
-                                                       self._progress("superposition (base)")))]
+                           lambda: STORE.superposition(base_model, base_sup))]
             for field_name, what, compute in steps:
                 if getattr(res, field_name) is not None:
                     continue
@@ -372,6 +392,12 @@ class Controller(param.Parameterized):
                 self.param.update(results=res)
             self.param.update(status=f"ready: N={model.num_features}, D={model.hidden_dim}, "
                                      f"{settings.samples:,} samples in {stats.seconds:.2f} s")
+        except Cancelled:
+            # newer settings follow; when the cancelled work was shared with another session
+            # (single flight in the store) and ours still wants it, ask again
+            self.param.update(status="cancelled: newer settings")
+            if not self._superseded():
+                self.request()
         except SynthvizError as exc:
             self.param.update(error=str(exc), status="error: previous model kept")
         except MemoryError:

@@ -56,12 +56,18 @@ def run_phases(phases: Sequence[tuple[Callable, Sequence]], n_workers: int,
                             fn(it, state)
 
                     futs = [pool.submit(work, st) for st in states]
-                    while True:
-                        finished, _ = wait(futs, timeout=0.2)
-                        if poll:
-                            poll()
-                        if len(finished) == len(futs):
-                            break
+                    try:
+                        while True:
+                            finished, _ = wait(futs, timeout=0.2)
+                            if poll:
+                                poll()  # may raise (e.g. Cancelled from a progress callback)
+                            if len(finished) == len(futs):
+                                break
+                    except BaseException:
+                        with qlock:  # workers stop after their current item
+                            queue.clear()
+                        wait(futs)
+                        raise
                     for f in futs:
                         f.result()  # re-raise a worker's error
         finally:

@@ -217,6 +217,44 @@ def test_expensive_change_does_not_block(small_source):
     c.close()
 
 
+def test_a_newer_setting_cancels_a_running_build(small_source, tmp_path, monkeypatch):
+    """Moving the hidden-dim slider again stops the dictionary build the first move started;
+    a second session that was waiting for that same build builds it itself instead."""
+    import synthviz.orthogonalize as ortho
+    monkeypatch.setenv("SYNTHVIZ_CACHE", str(tmp_path))  # builds really run
+    real = ortho.orthogonalize
+    runs: dict[int, list[int]] = {}  # hidden dim -> steps done by each build of it
+
+    def slow(vectors, num_steps, lr, progress=None):  # 200 observable steps, ~2 s
+        mine = runs.setdefault(vectors.shape[1], [])
+        mine.append(0)
+        for i in range(200):
+            time.sleep(0.01)
+            if progress is not None:
+                progress(i + 1, 200)
+            mine[-1] += 1
+        return real(vectors, num_steps, lr)
+    monkeypatch.setattr(ortho, "orthogonalize", slow)
+    a = ready(Controller(source=small_source, samples=1024))
+    b = ready(Controller(source=small_source, samples=1024))
+    a.hidden_dim = 80
+    deadline = time.monotonic() + 30
+    while not runs.get(80) or runs[80][0] < 5:
+        assert time.monotonic() < deadline, "the build did not start"
+        time.sleep(0.01)
+    b.hidden_dim = 80  # waits for a's build (single flight)
+    time.sleep(0.1)
+    a.hidden_dim = 112  # a moves on: its running build is cancelled
+    ready(a)
+    ready(b)
+    assert a.results.cards["D"] == 112 and b.results.cards["D"] == 80
+    # a's build of 80 stopped early; b then built 80 in full; 112 was built once, in full
+    assert runs[112] == [200], runs
+    assert len(runs[80]) == 2 and runs[80][0] < 200 and runs[80][1] == 200, runs
+    a.close()
+    b.close()
+
+
 def test_bad_source_keeps_the_previous_model(small_source, tmp_path):
     c = ready(Controller(source=small_source, samples=1024))
     good = c.results
