@@ -116,7 +116,8 @@ def create_interference_plot(stats, base=None) -> hv.Overlay:
                                    label="base, active").opts(fill_alpha=0, line_color=ACCENT,
                                                               line_width=2, logy=True))
     sir = getattr(stats, "sir", None)
-    title = "Interference noise on samples"
+    n = getattr(stats, "samples", None)
+    title = f"Interference noise on {int(n):,} samples" if n else "Interference noise on samples"
     if sir is not None:
         title += f": signal-to-interference {float(sir):.1f}"
         if getattr(stats, "sir_db", None) is not None:

@@ -165,6 +165,8 @@ def test_superposition_plots(small):
     assert np.array_equal(pts[-1].dimension_values("partner"), sup.partner.numpy())
     inter = plots.create_interference_plot(s.interference, base=s.interference)
     assert "signal-to-interference" in inter.opts.get().kwargs["title"]
+    # the title says how many samples the histograms come from
+    assert f"on {s.interference.samples:,} samples" in inter.opts.get().kwargs["title"]
     for el in (hist, scatter, inter):
         render(el)
 
