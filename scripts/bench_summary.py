@@ -16,6 +16,9 @@ import re
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import readme_markers  # noqa: E402  (a sibling module)
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -63,14 +66,11 @@ def render(results: str) -> str:
 
 
 def section(text: str) -> str:
-    if START not in text or END not in text:
-        raise SystemExit(f"README.md lacks the markers {START} ... {END}")
-    return text.split(START, 1)[1].split(END, 1)[0].strip("\n")
+    return readme_markers.marked_section(text, START, END)
 
 
 def replace_section(text: str, body: str) -> str:
-    head, rest = text.split(START, 1)
-    return f"{head}{START}\n{body}\n{END}{rest.split(END, 1)[1]}"
+    return readme_markers.replace_section(text, body, START, END)
 
 
 def main(argv: list[str] | None = None) -> int:

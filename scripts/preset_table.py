@@ -16,6 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import readme_markers  # noqa: E402  (a sibling module)
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 START, END = "<!-- preset-table:start -->", "<!-- preset-table:end -->"
@@ -72,15 +75,11 @@ def readme_rows(text: str) -> dict[str, str]:
 
 
 def marked_section(text: str) -> str:
-    if START not in text or END not in text:
-        raise SystemExit(f"README.md lacks the markers {START} ... {END}")
-    return text.split(START, 1)[1].split(END, 1)[0].strip("\n")
+    return readme_markers.marked_section(text, START, END)
 
 
 def replace_section(text: str, table: str) -> str:
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    return f"{head}{START}\n{table}\n{END}{tail}"
+    return readme_markers.replace_section(text, table, START, END)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,6 +47,17 @@ def sae_lens_small(tmp_path_factory):
     return model, folder
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch single-threaded for a module: the test machine is shared, and two torch threads on
+    busy cores run several times slower."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ---------------------------------------------------------------------------- browser tests
 
 CHROMIUM = "/usr/bin/chromium"

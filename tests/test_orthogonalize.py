@@ -15,13 +15,7 @@ from synthviz.orthogonalize import gram_loss_and_grad, orthogonalize, pairwise_l
 sl_dict = pytest.importorskip("sae_lens.synthetic.feature_dictionary")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the test machine is shared: two torch threads on busy cores run several times slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def _naive_loss(e: torch.Tensor) -> torch.Tensor:

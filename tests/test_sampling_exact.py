@@ -77,13 +77,7 @@ MODELS = ("full", "nocorr", "relu")
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the test machine is shared: two torch threads on busy cores run several times slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 # ------------------------------------------------------------------------------ collecting

@@ -169,8 +169,7 @@ class Controller(param.Parameterized):
         the URL's settings first, and tests can check settings without sampling)."""
         self._cond = threading.Condition()
         self._pending: dict | None = None
-        self._running = False
-        self._running_snap: dict | None = None
+        self._running: dict | None = None  # the settings being computed, if any
         self._closed = False
         self._thread: threading.Thread | None = None
         self._applying_preset = False
@@ -249,13 +248,13 @@ class Controller(param.Parameterized):
     def wait(self, timeout: float | None = 60.0) -> bool:
         """Block until every requested update has finished (tests, notebooks, scripts)."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._pending is None and not self._running,
+            return self._cond.wait_for(lambda: self._pending is None and self._running is None,
                                        timeout=timeout)
 
     @property
     def idle(self) -> bool:
         with self._cond:
-            return self._pending is None and not self._running
+            return self._pending is None and self._running is None
 
     def close(self) -> None:
         """Stop the worker (a browser session closed)."""
@@ -274,26 +273,21 @@ class Controller(param.Parameterized):
                 if self._closed:
                     return
                 snap, self._pending = self._pending, None
-                self._running = True
-                self._running_snap = snap
+                self._running = snap
             try:
                 self._compute(snap)
             finally:
                 with self._cond:
-                    self._running = False
+                    self._running = None
                     self._cond.notify_all()
 
-    def _superseded(self) -> bool:
-        with self._cond:
-            return self._pending is not None or self._closed
-
-    # -------------------------------------------------------------- the work
-    def _cancel_wanted(self, keys: tuple[str, ...]) -> bool:
-        """A newer request changes one of `keys` of the running one (or the session closed)."""
+    def _superseded(self, keys: tuple[str, ...] = SETTINGS) -> bool:
+        """A newer request changes one of `keys` of the running one (or the session closed):
+        what is being computed for the running one is no longer wanted."""
         with self._cond:
             if self._closed:
                 return True
-            new, run = self._pending, self._running_snap
+            new, run = self._pending, self._running
             return new is not None and run is not None and any(new[k] != run[k] for k in keys)
 
     def _progress(self, stage: str, cancel_on: tuple[str, ...] = ()
@@ -303,7 +297,7 @@ class Controller(param.Parameterized):
         dictionary build does not wait for it. Settings the work does not depend on never
         cancel it: its result is still wanted."""
         def cb(done: int, total: int) -> None:
-            if cancel_on and self._cancel_wanted(cancel_on):
+            if cancel_on and self._superseded(cancel_on):
                 raise Cancelled(stage)
             now = time.monotonic()
             if done < total and now - self._last_progress < 0.2:

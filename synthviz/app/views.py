@@ -198,7 +198,6 @@ class Explorer(pn.viewable.Viewer):
         self._loop_thread = threading.get_ident()
         self._seq_lock = threading.Lock()
         self._seq = self._applied_seq = 0
-        self._status_latest = ("starting", False, 0, "")
         self._build_widgets()
         self._build_main()
         self._build_export()
@@ -397,13 +396,13 @@ class Explorer(pn.viewable.Viewer):
                     f'<div class="sv-sub">{html.escape(sub)}</div></div>')
 
     def _on_status(self, *events) -> None:
-        c = self.controller
-        self._status_latest = (c.status, c.busy, c.progress, c.error)
         self._dispatch(self._apply_status)
 
     def _apply_status(self) -> None:
-        """Shows the latest status, whichever queued callback runs last (see `_apply`)."""
-        status, busy, pct, err = self._status_latest
+        """Shows the controller's current status when it runs (not the one that queued it), so
+        callbacks run out of order still end at the latest (see `_apply`)."""
+        c = self.controller
+        status, busy, pct, err = c.status, c.busy, c.progress, c.error
         self.status.object = f"**status:** {html.escape(status)}"
         self.progress.visible = busy
         self.progress.active = busy
@@ -475,27 +474,19 @@ class Explorer(pn.viewable.Viewer):
 
         def work():
             from synthviz.export import export_model, safe_export_path
-            try:
-                target = safe_export_path(export_root(), name)
-                self._export_message(f"exporting to {target} …", "info")
-                out = export_model(res.model, target, force=force, samples=int(samples),
-                                   progress=self.controller._progress("exporting"))
-                self._last_export = Path(out)
-                self._export_message(f"exported to {out}", "success")
-                snippet = self._snippet(Path(out))
-                self._dispatch(lambda: setattr(self.snippet, "object", snippet))
-            except SynthvizError as exc:
-                self._export_message(str(exc), "danger")
-            except Exception as exc:
-                log.exception("export failed")
-                self._export_message(f"export failed ({type(exc).__name__}): {exc}", "danger")
-            finally:
-                self._dispatch(lambda: setattr(self.export_button, "disabled", False))
-                self.controller.param.update(busy=False, progress=100)
+            target = safe_export_path(export_root(), name)
+            self._export_message(f"exporting to {target} …", "info")
+            out = export_model(res.model, target, force=force, samples=int(samples),
+                               progress=self.controller._progress("exporting"))
+            self._last_export = Path(out)
+            self._export_message(f"exported to {out}", "success")
+            snippet = self._snippet(Path(out))
+            self._dispatch(lambda: setattr(self.snippet, "object", snippet))
 
-        t = threading.Thread(target=work, daemon=True, name="synthviz-export")
-        t.start()
-        return t
+        def done():
+            self._dispatch(lambda: setattr(self.export_button, "disabled", False))
+            self.controller.param.update(busy=False, progress=100)
+        return self._background("export", work, detail=True, done=done)
 
     def _on_push(self, event=None) -> threading.Thread:
         folder, repo, sub, private = self._last_export, self.push_repo.value.strip(), \
@@ -509,19 +500,30 @@ class Explorer(pn.viewable.Viewer):
 
         def work():
             from synthviz.export import push_folder
+            self._export_message(f"pushing {folder} to {repo} …", "info")
+            url = push_folder(folder, repo_id=repo, path_in_repo=sub, private=private)
+            self._export_message(f"pushed: {url}", "success")
+            snippet = self._snippet(folder, repo, sub)
+            self._dispatch(lambda: setattr(self.snippet, "object", snippet))
+        # an unexpected Hub error's text may quote a request: only its type is shown
+        return self._background("push", work, detail=False)
+
+    def _background(self, what: str, work, detail: bool, done=None) -> threading.Thread:
+        """Run `work` on a thread; its errors become messages in the export panel (a
+        SynthvizError as it is; anything else logged, shown by type and, with `detail`, text)."""
+        def run():
             try:
-                self._export_message(f"pushing {folder} to {repo} …", "info")
-                url = push_folder(folder, repo_id=repo, path_in_repo=sub, private=private)
-                self._export_message(f"pushed: {url}", "success")
-                snippet = self._snippet(folder, repo, sub)
-                self._dispatch(lambda: setattr(self.snippet, "object", snippet))
+                work()
             except SynthvizError as exc:
                 self._export_message(str(exc), "danger")
             except Exception as exc:
-                log.exception("push failed")
-                self._export_message(f"push failed ({type(exc).__name__})", "danger")
-
-        t = threading.Thread(target=work, daemon=True, name="synthviz-push")
+                log.exception("%s failed", what)
+                self._export_message(f"{what} failed ({type(exc).__name__})"
+                                     + (f": {exc}" if detail else ""), "danger")
+            finally:
+                if done is not None:
+                    done()
+        t = threading.Thread(target=run, daemon=True, name=f"synthviz-{what}")
         t.start()
         return t
 

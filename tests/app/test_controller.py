@@ -4,6 +4,7 @@ sessions share the loaded model."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -20,6 +21,17 @@ def ready(c: Controller) -> Controller:
     assert c.wait(WAIT), f"controller did not finish: {c.status}"
     assert c.error == "", c.error
     return c
+
+
+@contextlib.contextmanager
+def publications(c: Controller):
+    """The `results` the controller publishes inside the block (each drawing of the page)."""
+    seen: list = []
+    watcher = c.param.watch(lambda e: seen.append(e.new), ["results"])
+    try:
+        yield seen
+    finally:
+        c.param.unwatch(watcher)
 
 
 def l0_se(stats) -> float:
@@ -100,11 +112,9 @@ def test_base_cards(base_controller):
 def test_rel_p_changes_l0_and_rates_but_not_the_dictionary(base_controller):
     c = base_controller
     before = c.results
-    published = []
-    watcher = c.param.watch(lambda e: published.append(e.new), ["results"])
-    c.rel_p = 0.5
-    after = ready(c).results
-    c.param.unwatch(watcher)
+    with publications(c) as published:
+        c.rel_p = 0.5
+        after = ready(c).results
     # a cheap change is drawn once, with the expected rates and interference already in it
     assert len(published) == 1 and published[0].complete
     assert after.analytic.interference is not None
@@ -141,11 +151,9 @@ def test_truncation_changes_n_and_the_dictionary_statistics(base_controller):
     from synthviz.stats import superposition_stats
     c = base_controller
     before = c.results
-    published = []
-    watcher = c.param.watch(lambda e: published.append(e.new), ["results"])
-    c.num_features = 4096
-    after = ready(c).results
-    c.param.unwatch(watcher)
+    with publications(c) as published:
+        c.num_features = 4096
+        after = ready(c).results
     assert after.cards["N"] == 4096 and after.stats.firing.empirical_rate.shape[0] == 4096
     # one drawing with everything: the truncated dictionary's statistics come from the base's
     # prefix tables at once, and equal a direct computation on the first 4096 rows
@@ -165,11 +173,9 @@ def test_truncation_changes_n_and_the_dictionary_statistics(base_controller):
     # truncations one after another each derive from the base, not from an earlier truncation
     # (whose statistics have no prefix tables)
     for n in (8192, 6144, 12288, 2048):
-        published.clear()
-        watcher = c.param.watch(lambda e: published.append(e.new), ["results"])
-        c.num_features = n
-        ready(c)
-        c.param.unwatch(watcher)
+        with publications(c) as published:
+            c.num_features = n
+            ready(c)
         assert [(r.model.num_features, r.superposition.method) for r in published] == \
             [(n, "prefix")], [r.superposition for r in published]
     c.num_features = 16384
