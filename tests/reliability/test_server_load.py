@@ -2,8 +2,8 @@
 
 - 5 concurrent sessions each reach a ready page with sane numbers;
 - server RSS grows by < 300 MB over the first session;
-- 200 slider changes in one session, after 100 of warm-up, end with the UI responsive and
-  consistent, and RSS flat (< 50 MB growth over the 200);
+- 200 slider changes in one session, after a warm-up until RSS levels off (100-300 changes),
+  end with the UI responsive and consistent, and RSS flat (< 50 MB growth over the 200);
 - the status line of sessions opened together ends at "ready" (page updates queued while Bokeh
   creates a session used to run out of order, leaving an intermediate status);
 - closed sessions are cleaned up: Bokeh's own session count (its stats log) drops to 0 and the
@@ -241,35 +241,43 @@ def test_soak_200_slider_changes(server, browser):
     l0_at_1 = as_float(card(page, "l0"))
     handle = page.locator(".sv-w-rel-p .noUi-handle").first
     handle.focus()
-    rss = []
     t0 = time.monotonic()
-    # 100 changes of warm-up (caches and allocator pools fill: measured, RSS levels off after
-    # 100-160 changes), then the 200 measured changes; rel_p 1.0 <-> 1.5, 20 changes a cycle
-    for cycle in range(15):
+
+    def cycle() -> int:  # 20 changes, rel_p 1.0 -> 1.5 -> 1.0; the server's RSS afterwards
         press(handle, "ArrowRight", 10)
         press(handle, "ArrowLeft", 10)
         wait_ready(page, 120, also=lambda p: url_is(p, "rel_p", None) or url_is(p, "rel_p", 1.0))
-        if cycle >= 4:  # the end of the warm-up, then after every 20 measured changes
-            time.sleep(1)
-            rss.append(server.rss())
-    FIGURES["soak_changes"] = "100 warm-up + 200 measured"
-    FIGURES["soak_seconds"] = round(time.monotonic() - t0, 1)
-    FIGURES["soak_rss_after_warmup_mib"] = round(rss[0] / MB, 1)
-    FIGURES["soak_rss_every_20_changes_mib"] = [round(x / MB, 1) for x in rss[1:]]
-    FIGURES["soak_growth_after_warmup_mib"] = round((rss[-1] - rss[0]) / MB, 1)
-    FIGURES["soak_max_growth_after_warmup_mib"] = round((max(rss) - rss[0]) / MB, 1)
-    assert len(rss) == 11 and rss[-1] - rss[0] < 50 * MB, FIGURES
-    # back where it started, the page shows the same L0 (within sampling noise)
-    assert abs(as_float(card(page, "l0")) - l0_at_1) < 0.05 * l0_at_1
-    # still responsive: one more change updates the page within seconds
-    t1 = time.monotonic()
-    press(handle, "ArrowLeft", 10)  # rel_p 0.5: L0 about halves
-    wait_ready(page, 120, also=lambda p: url_is(p, "rel_p", 0.5)
-               and as_float(card(p, "l0")) < 0.7 * l0_at_1)
-    FIGURES["response_after_soak_s"] = round(time.monotonic() - t1, 1)
-    assert 0.4 < as_float(card(page, "l0")) / l0_at_1 < 0.6
-    assert page.errors == []
-    page.close()
+        time.sleep(1)
+        return server.rss()
+
+    try:
+        # warm-up: the caches (6 derived models, 24 sets of statistics) and the worker threads'
+        # allocator pools fill over the first 100-250 changes, then RSS levels off. At least
+        # 100 changes, until three readings in a row lie within 10 MB (at most 300: a leak
+        # never levels off and then shows in the measured changes)
+        warm = [cycle() for _ in range(5)]
+        while len(warm) < 15 and max(warm[-3:]) - min(warm[-3:]) >= 10 * MB:
+            warm.append(cycle())
+        rss = [warm[-1]] + [cycle() for _ in range(10)]  # the 200 measured changes
+        FIGURES["soak_changes"] = f"{20 * len(warm)} warm-up + 200 measured"
+        FIGURES["soak_seconds"] = round(time.monotonic() - t0, 1)
+        FIGURES["soak_rss_during_warmup_mib"] = [round(x / MB, 1) for x in warm]
+        FIGURES["soak_rss_every_20_changes_mib"] = [round(x / MB, 1) for x in rss[1:]]
+        FIGURES["soak_growth_after_warmup_mib"] = round((rss[-1] - rss[0]) / MB, 1)
+        FIGURES["soak_max_growth_after_warmup_mib"] = round((max(rss) - rss[0]) / MB, 1)
+        assert rss[-1] - rss[0] < 50 * MB, FIGURES
+        # back where it started, the page shows the same L0 (within sampling noise)
+        assert abs(as_float(card(page, "l0")) - l0_at_1) < 0.05 * l0_at_1
+        # still responsive: one more change updates the page within seconds
+        t1 = time.monotonic()
+        press(handle, "ArrowLeft", 10)  # rel_p 0.5: L0 about halves
+        wait_ready(page, 120, also=lambda p: url_is(p, "rel_p", 0.5)
+                   and as_float(card(p, "l0")) < 0.7 * l0_at_1)
+        FIGURES["response_after_soak_s"] = round(time.monotonic() - t1, 1)
+        assert 0.4 < as_float(card(page, "l0")) / l0_at_1 < 0.6
+        assert page.errors == []
+    finally:  # a failure here must not leave a session open for the tests after it
+        page.close()
     server.wait_sessions(0)
 
 
