@@ -68,7 +68,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
       for s in (0.0, 0.1, 0.5, 2.5)],
     *[_p(f"d-{d}", "superposition",
          f"Hidden dim {d} (base 768): a new 16384 x {d} dictionary drawn with the base's seed "
-         "(equal to what sae_lens builds with hidden_dim={d}), orthogonalized with the base's "
+         f"(equal to what sae_lens builds with hidden_dim={d}), orthogonalized with the base's "
          "settings (100 Adam steps, lr 3e-4); the bias is redrawn at this dim with norm 0.5. "
          "Probabilities, magnitudes, hierarchy and correlation are the base's.", hidden_dim=d)
       for d in (512, 1024, 1536)],

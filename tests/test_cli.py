@@ -47,3 +47,15 @@ def test_errors_are_one_line_without_traceback(tmp_path):
         assert "Traceback" not in res.stderr, res.stderr
         last = res.stderr.strip().splitlines()[-1]
         assert last.startswith("synthviz: error:") and words in last, last
+
+
+def test_presets_verbose_descriptions_are_formatted():
+    from synthviz.presets import PRESETS
+
+    res = synthviz("presets", "--verbose")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert [ln.split("\t")[0] for ln in lines] == list(PRESETS)
+    for ln in lines:  # an unformatted f-string placeholder leaves a literal brace
+        assert "{" not in ln and "}" not in ln, ln
+    assert "hidden_dim=1024" in next(ln for ln in lines if ln.startswith("d-1024\t"))
