@@ -84,6 +84,7 @@ def atomic_write_folder(target: str | Path, write, *, force: bool = False) -> Pa
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         write(tmp)
+        _usual_modes(tmp)
         _fsync_tree(tmp)
         if target.exists():
             if _exchange(tmp, target):
@@ -138,6 +139,32 @@ def _exchange(a: Path, b: Path) -> bool:
     if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
         return False  # the filesystem or kernel cannot exchange; use two renames
     raise OSError(err, os.strerror(err), str(b))
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask is racy)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _usual_modes(folder: Path) -> None:
+    """Modes a plain write would give (0666/0777 less the umask): mkdtemp makes the folder 0700
+    and safetensors writes 0600, which would hide an export from its other users."""
+    mask = current_umask()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o666 & ~mask)
+        elif path.is_dir() and not path.is_symlink():
+            os.chmod(path, 0o777 & ~mask)
+    os.chmod(folder, 0o777 & ~mask)
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -405,3 +405,17 @@ def test_export_model_failure_keeps_old_export(loaded_model, tmp_path, monkeypat
         export_model(other_model(loaded_model), target, force=True, samples=10)
     assert folder_digest(target) == before
     assert leftovers(tmp_path, "out") == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_and_folder_have_the_usual_modes(loaded_model, tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        target = save_model(loaded_model, tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert (target.stat().st_mode & 0o777) == 0o777 & ~umask
+    files = sorted(p.name for p in target.iterdir())
+    assert sio.WEIGHTS_FILE in files and sio.CONFIG_FILE in files
+    for name in files:
+        assert ((target / name).stat().st_mode & 0o777) == 0o666 & ~umask, name
