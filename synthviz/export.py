@@ -181,7 +181,7 @@ def _structure_lines(model: SynthModel, cfg: ModelConfig) -> list[str]:
     o = cfg.orthogonalization
     lines.append(f"- **Orthogonalization**: {o.num_steps} Adam steps, lr {o.lr:g}" if o else
                  "- **Orthogonalization**: none")
-    lines.append(f"- **Bias norm**: {cfg.bias}; **seed**: {cfg.seed}; **dtype**: {cfg.dtype}")
+    lines.append(f"- **Bias norm**: {cfg.bias}; **model seed**: {cfg.seed}; **dtype**: {cfg.dtype}")
     return lines
 
 
@@ -191,15 +191,47 @@ def _hub_snippet(repo_id: str, path: str | None) -> str:
     return f'model = SyntheticModel.from_pretrained("{repo_id}")'
 
 
+def exact_preset(notes: dict[str, Any]) -> str | None:
+    """The preset a model is, from its provenance notes; None once anything varied it.
+
+    A variation copies its source's notes, so "preset" alone names where a model came from;
+    `load_preset` records the preset's own variation, and the model is that preset only while
+    its variation is still exactly that one.
+    """
+    preset = notes.get("preset")
+    if preset and notes.get("variation") == notes.get("preset_variation"):
+        return preset
+    return None
+
+
+def model_name(notes: dict[str, Any]) -> str:
+    """The model in words, from its provenance notes: a preset, or a source and its variation."""
+    preset = exact_preset(notes)
+    if preset:
+        return f"preset {preset}"
+    source = notes.get("base") or (f"preset {notes['preset']}" if notes.get("preset")
+                                   else notes.get("source") or "a SynthSAEBench-style model")
+    if notes.get("variation"):
+        return f"{source}, varied: {notes.get('variation_words') or notes['variation']}"
+    return str(source)
+
+
 def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any]) -> str:
     notes = model.notes
-    preset = notes.get("preset")
+    preset = exact_preset(notes)
     variation = notes.get("variation_words") or "none (the base model itself)"
     base = notes.get("base") or (f"preset {preset}" if preset and not notes.get("variation")
                                  else notes.get("source", "a SynthSAEBench-style model"))
-    title = f"SynthSAEBench variation: {preset}" if preset else "SynthSAEBench-style synthetic model"
+    name = model_name(notes)
+    title = (f"SynthSAEBench preset: {preset}" if preset else
+             f"SynthSAEBench variation: {name}" if notes.get("variation") else
+             f"SynthSAEBench-style synthetic model: {name}")
+    stats = dict(stats)
+    sample_seed = stats.pop("seed", None)
     machine = {"num_features": model.num_features, "hidden_dim": model.hidden_dim,
-               "preset": preset, "variation": notes.get("variation"), **stats}
+               "model": name, "preset": preset, "base": base,
+               "variation": notes.get("variation"), "model_seed": cfg.seed,
+               "sample_seed": sample_seed, **stats}
     k = stats.get("first_k", 4096)
     rows = [f"| rho_mm (mean max \\|cos\\| between features) | {stats['rho_mm']:.4f} |"]
     if "l0" in stats:
@@ -208,7 +240,8 @@ def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any]) -> st
         rows.insert(1, f"| first-{k} L0 | {stats['l0_first_k']:.3f} "
                        f"+/- {stats['l0_first_k_se']:.3f} |")
         how = (f"L0s are means over {stats['samples']:,} samples from synthviz's exact sampler "
-               f"(seed {stats['seed']}, +/- one standard error); rho_mm is exact over all pairs.")
+               f"(sampling seed {sample_seed}, +/- one standard error); rho_mm is exact over "
+               "all pairs.")
     else:
         how = "L0 was not measured (0 samples requested); rho_mm is exact over all pairs."
     extra = []

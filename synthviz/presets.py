@@ -162,6 +162,7 @@ def load_preset(name: str, device="auto", progress: Callable | None = None):
         return base
     model = preset.variation.apply(base, progress=progress)
     model.notes["preset"] = name
+    model.notes["preset_variation"] = model.notes.get("variation")  # see export.exact_preset
     return model
 
 

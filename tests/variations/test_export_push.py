@@ -201,3 +201,51 @@ def test_cli_export_of_a_folder_with_variation_flags(sae_lens_small, tmp_path, c
     errors = [x for x in err.splitlines() if x.startswith("synthviz: error:")]
     assert rc == 2 and len(errors) == 1 and "is not empty" in errors[0]
     assert "Traceback" not in err
+
+
+def _card(folder: Path) -> tuple[str, dict]:
+    title = next(x for x in (folder / "README.md").read_text().splitlines() if x.startswith("# "))
+    return title, _card_stats(folder)
+
+
+def test_card_names_the_exported_model_and_both_seeds(small_model, tmp_path, monkeypatch,
+                                                      capsys):
+    """Issue 11: the card named a varied base "variation: base" and called the sampling seed the
+    seed. The small model stands in for the 16k base so that presets resolve quickly."""
+    from synthviz import presets
+    from synthviz.cli import main
+
+    base = small_model.replace()
+    base.notes["preset"] = "base"
+    monkeypatch.setattr(presets, "_base_model", lambda device, progress: base.replace())
+    monkeypatch.setitem(presets.PRESETS, "hierarchy-128-2-6l-me-1.0-l0-34-4kl0-25", presets._p(
+        "hierarchy-128-2-6l-me-1.0-l0-34-4kl0-25", "misc", "stand-in", roots=4, branching=2,
+        depth=3, me_portion=1.0))
+
+    # Python API: the base varied by relative p is not the preset "base"
+    varied = Variation(rel_p=0.5).apply(presets.load_preset("base"))
+    title, meta = _card(export_model(varied, tmp_path / "api", samples=200, seed=5))
+    assert "base" in title and "x 0.5" in title and title != "# SynthSAEBench variation: base"
+    assert meta["preset"] is None and meta["base"] == "preset base"
+    assert meta["model"] == "preset base, varied: base firing probabilities x 0.5"
+    assert (meta["model_seed"], meta["sample_seed"]) == (small_model.cfg.seed, 5)
+    assert "seed" not in meta
+
+    # the CLI: a preset by name is that preset; a flag on top of it is a variation of it
+    for name, extra, want_title, want_preset in [
+            ("rel-p-0.5", [], "# SynthSAEBench preset: rel-p-0.5", "rel-p-0.5"),
+            ("hierarchy-128-2-6l-me-1.0-l0-34-4kl0-25", [],
+             "# SynthSAEBench preset: hierarchy-128-2-6l-me-1.0-l0-34-4kl0-25",
+             "hierarchy-128-2-6l-me-1.0-l0-34-4kl0-25"),
+            ("rel-p-0.5", ["--std", "0"], None, None)]:
+        out = tmp_path / f"cli-{len(extra)}-{name[:5]}"
+        rc = main(["export", name, *extra, "--out", str(out), "--samples", "100",
+                   "--device", "cpu"])
+        assert rc == 0, capsys.readouterr().err
+        title, meta = _card(out)
+        assert meta["preset"] == want_preset and meta["model_seed"] == small_model.cfg.seed
+        assert meta["sample_seed"] == 0
+        if want_title:
+            assert title == want_title
+        else:
+            assert "preset base" in title and "std 0" in title and "x 0.5" in title, title
