@@ -425,6 +425,54 @@ def parse_hub_id(source: str) -> tuple[str, str | None]:
     return repo, sub
 
 
+HUB_CONNECT_TIMEOUT = 1.5  # seconds: an unreachable Hub fails fast, not after minutes of retries
+
+
+def _hub_http() -> tuple[Any, tuple[type[BaseException], ...]]:
+    """(timeout, network error types) for the HTTP client huggingface_hub uses: httpx2 (2.x),
+    httpx (1.x) or requests (0.x); connect is the short part, reading the answer is not."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _http
+
+    read = constants.DEFAULT_ETAG_TIMEOUT
+    errors: list[type[BaseException]] = [OSError]
+    for name in ("httpx2", "httpx"):
+        mod = getattr(_http, name, None)
+        if mod is not None:
+            return mod.Timeout(read, connect=HUB_CONNECT_TIMEOUT), (*errors, mod.TransportError)
+    mod = getattr(_http, "requests", None)
+    if mod is not None:
+        errors += [mod.ConnectionError, mod.Timeout]
+    return (HUB_CONNECT_TIMEOUT, read), tuple(errors)
+
+
+def _check_hub_reachable(repo_id: str, filename: str, where: str) -> None:
+    """One HEAD request with a short connect timeout and no retries, before the download.
+
+    huggingface_hub retries a failed metadata request with backoff (about 23 s in all) when the
+    file is not cached; a Hub that cannot be reached should say so within a few seconds.
+    """
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub import errors as hf_errors
+
+    if constants.is_offline_mode():
+        raise HubError(f"{where}: HF_HUB_OFFLINE is set and {filename} is not in the local "
+                       "cache")
+    timeout, network_errors = _hub_http()
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, filename), timeout=timeout)
+    except hf_errors.HfHubHTTPError:
+        return  # the Hub answered: the download reports what it said
+    except hf_errors.OfflineModeIsEnabled:
+        raise HubError(f"{where}: offline mode is on and {filename} is not in the local "
+                       "cache") from None
+    except network_errors as exc:
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+        raise HubError(f"{where}: cannot reach the Hugging Face Hub ({type(exc).__name__}"
+                       f"{': ' + reason if reason else ''}) and {filename} is not in the "
+                       "local cache") from None
+
+
 def download_from_hub(repo_id: str, subfolder: str | None) -> Path:
     """Fetch the model files into huggingface_hub's cache and return a folder holding them."""
     from huggingface_hub import hf_hub_download
@@ -435,6 +483,9 @@ def download_from_hub(repo_id: str, subfolder: str | None) -> Path:
     paths: dict[str, str] = {}
     # the cache first, so a cached model loads with no network round trip at all
     for local_only in (True, False):
+        if not local_only:
+            missing = [n for n in MODEL_FILES if n not in paths and n != HIERARCHY_FILE]
+            _check_hub_reachable(repo_id, prefix + (missing or [HIERARCHY_FILE])[0], where)
         for name in MODEL_FILES:
             if name in paths:
                 continue

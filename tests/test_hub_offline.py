@@ -63,3 +63,62 @@ def test_offline_not_cached_names_repo_and_path(tmp_path):
     line = res.stderr.strip().splitlines()[-1]
     assert line.startswith("synthviz: error:")
     assert "someone/missing" in line and "sub/dir" in line and "cache" in line
+
+
+TIMED_LOAD = ("import json, sys, time\n"
+              "import synthviz.io as sio\n"
+              "import huggingface_hub.file_download\n"  # imported before the clock starts
+              "t = time.perf_counter()\n"
+              "try:\n"
+              "    sio.load_hub(sys.argv[1], device='cpu')\n"
+              "    err = None\n"
+              "except Exception as exc:\n"
+              "    err = f'{type(exc).__name__}: {exc}'\n"
+              "print(json.dumps({'s': time.perf_counter() - t, 'err': err}))\n")
+
+
+def _timed_load(source: str, env_extra: dict) -> dict:
+    import json
+    try:
+        res = subprocess.run([sys.executable, "-c", TIMED_LOAD, source], capture_output=True,
+                             text=True, timeout=90, env={**os.environ, **env_extra})
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"loading {source} with {env_extra} gave no answer in 90 s")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _hub_resolves() -> bool:
+    import socket
+    try:
+        socket.getaddrinfo("huggingface.co", 443)
+        return True
+    except OSError:
+        return False
+
+
+def test_unreachable_hub_fails_within_seconds(tmp_path):
+    """Issue 11: an uncached Hub id took 23 s of huggingface_hub's retries to fail offline."""
+    import socket
+
+    # a Hub whose connections hang: a listener whose one-slot backlog is already full
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    filler = socket.create_connection(hole.getsockname())
+    base = {"HF_HUB_CACHE": str(tmp_path), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    cases = {"HF_HUB_OFFLINE=1": {"HF_HUB_OFFLINE": "1"},
+             "connections hang": {"HF_HUB_OFFLINE": "0",
+                                  "HF_ENDPOINT": "http://%s:%d" % hole.getsockname()}}
+    if not _hub_resolves():  # no network at all (as on an offline machine)
+        cases["no network"] = {"HF_HUB_OFFLINE": "0"}
+    try:
+        for label, env in cases.items():
+            got = _timed_load("someone/missing:sub/dir", {**base, **env})
+            assert got["err"] and got["err"].startswith("HubError"), (label, got)
+            assert "someone/missing" in got["err"] and "sub/dir" in got["err"], (label, got)
+            assert "cache" in got["err"], (label, got)
+            assert got["s"] < 3.0, (label, got)
+    finally:
+        filler.close()
+        hole.close()

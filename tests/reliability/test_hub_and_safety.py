@@ -1,8 +1,9 @@
 """Issue 8.2 and 8.4: Hub failures, offline use, no unpickling, no token leaks, local-only serving.
 
 The Hub is replaced by stand-ins (`huggingface_hub.hf_hub_download` patched to raise each of its
-errors), so no test touches the network. Offline behaviour runs in real subprocesses, because
-huggingface_hub reads HF_HUB_OFFLINE and HF_HOME when it is imported.
+errors, and synthviz's reachability check told that the Hub answers), so no test touches the
+network. Offline behaviour runs in real subprocesses, because huggingface_hub reads
+HF_HUB_OFFLINE and HF_HOME when it is imported.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import synthviz
+import synthviz.io as sio
 from synthviz.errors import ConfigError, HubError, ModelFileError
 from tests.reliability.helpers import (CliResult, assert_cli_error, assert_model_unchanged,
                                        cli_fork, model_snapshot)
@@ -92,6 +94,10 @@ def corrupt_folder(tiny_copy):
     return tiny_copy
 
 
+def hub_answers(*args) -> None:
+    """Stands in for synthviz.io._check_hub_reachable: the stand-in Hub is always reachable."""
+
+
 def stand_in_for(case_id, factory, tiny_model_folder, corrupt):
     if case_id == "weights-corrupt-in-repo":
         return raising("EntryNotFoundError", only="hierarchy.json", serve_from=corrupt)
@@ -107,6 +113,7 @@ def test_hub_failures_api(case, monkeypatch, tiny_model_folder, corrupt_folder, 
     case_id, factory, source, exc_type, words = case
     monkeypatch.setattr(huggingface_hub, "hf_hub_download",
                         stand_in_for(case_id, factory, tiny_model_folder, corrupt_folder))
+    monkeypatch.setattr(sio, "_check_hub_reachable", hub_answers)
     before = model_snapshot(loaded_model)
     with pytest.raises(exc_type) as info:
         synthviz.load(source, device="cpu")
@@ -124,6 +131,7 @@ def test_hub_failures_cli(case, tiny_model_folder, corrupt_folder):
     def patch():
         import huggingface_hub
         huggingface_hub.hf_hub_download = stand_in
+        sio._check_hub_reachable = hub_answers
 
     res = cli_fork(["stats", source, "--samples", "10", "--device", "cpu"], setup=patch)
     assert_cli_error(res, *words)
@@ -135,6 +143,7 @@ def test_hub_repo_without_hierarchy_loads_like_sae_lens(monkeypatch, tiny_copy):
     (tiny_copy / "hierarchy.json").unlink()  # a repo that has no hierarchy.json at all
     monkeypatch.setattr(huggingface_hub, "hf_hub_download",
                         raising("EntryNotFoundError", only="hierarchy.json", serve_from=tiny_copy))
+    monkeypatch.setattr(sio, "_check_hub_reachable", hub_answers)
     m = synthviz.load("someone/flat", device="cpu")
     assert m.forest is None and m.num_features == 300
 
