@@ -50,6 +50,98 @@ def test_every_notebook_is_present_and_stripped():
         assert any("assert " in c.source for c in code), f"{path.name} asserts nothing"
 
 
+def _extra_requirements(project: dict, extra: str) -> list[str]:
+    """The requirements an extra brings, with synthviz's own extras (synthviz[a,b]) expanded."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    out = []
+    for spec in project["optional-dependencies"][extra]:
+        req = Requirement(spec)
+        if canonicalize_name(req.name) == canonicalize_name(project["name"]):
+            for sub in sorted(req.extras):
+                out += _extra_requirements(project, sub)
+        else:
+            out.append(spec)
+    return out
+
+
+def _installed_closure(specs: list[str]) -> set[str]:
+    """Distribution names the specs bring in, following installed packages' requirements."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: set[str] = set()
+    todo = [(Requirement(s), "") for s in specs]
+    while todo:
+        req, extra = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": extra}):
+            continue
+        name = canonicalize_name(req.name)
+        key = f"{name}[{','.join(sorted(req.extras))}]"
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for x in [""] + sorted(req.extras):
+            todo += [(Requirement(r), x) for r in requires]
+    return {k.split("[")[0] for k in seen}
+
+
+def _notebook_imports() -> dict[str, set[str]]:
+    """{top-level module: notebooks importing it}, from the committed notebooks' code cells."""
+    import ast
+    import sys
+
+    found: dict[str, set[str]] = {}
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            src = "\n".join(x for x in cell.source.splitlines()
+                            if not x.lstrip().startswith(("%", "!")))  # magics, shell
+            for node in ast.walk(ast.parse(src)):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top not in sys.stdlib_module_names and top != "synthviz":
+                        found.setdefault(top, set()).add(path.stem)
+    return found
+
+
+def test_notebook_imports_come_with_the_notebook_extra():
+    """The README's venv (scripts/serve.sh: the `notebook` extra) runs every notebook: each
+    module a notebook imports belongs to a distribution that synthviz's dependencies plus that
+    extra bring in. (Notebook 04 imported sae_lens, which only the test extra had.)"""
+    tomllib = pytest.importorskip("tomllib")
+    from importlib.metadata import packages_distributions
+
+    from packaging.utils import canonicalize_name
+
+    pyproject = NOTEBOOK_DIR.parent / "pyproject.toml"
+    project = tomllib.loads(pyproject.read_text())["project"]
+    assert "EXTRAS=notebook" in (NOTEBOOK_DIR.parent / "scripts" / "serve.sh").read_text()
+    have = _installed_closure(project["dependencies"] + _extra_requirements(project, "notebook"))
+    dists = packages_distributions()
+    imports = _notebook_imports()
+    assert {"torch", "sae_lens"} <= set(imports)  # the parse sees the imports that matter
+    for module, notebooks in sorted(imports.items()):
+        owners = {canonicalize_name(d) for d in dists.get(module, [])}
+        assert owners, f"{module} (imported by {sorted(notebooks)}) is not installed here"
+        assert owners & have, (f"{sorted(notebooks)} import {module} ({sorted(owners)}), which "
+                               "the `notebook` extra does not install")
+
+
 def _errors(nb) -> list[str]:
     found = []
     for i, cell in enumerate(nb.cells):
