@@ -109,7 +109,7 @@ def _vectors_digest(vectors: torch.Tensor) -> str:
 
 def cached_rho_mm(vectors: torch.Tensor) -> float:
     """rho_mm (mean over features of the largest |cos| with another), disk-cached by content."""
-    from synthviz.cache import model_cache_dir
+    from synthviz.cache import model_cache_dir, write_cache_json
     from synthviz.stats.summary import rho_mm
 
     path = model_cache_dir({"rho_mm": 1, "vectors": _vectors_digest(vectors)}) / "rho_mm.json"
@@ -119,10 +119,7 @@ def cached_rho_mm(vectors: torch.Tensor) -> float:
         pass
     value = rho_mm(vectors)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"rho_mm": value}))
-        tmp.replace(path)
+        write_cache_json(path, {"rho_mm": value})
     except OSError as exc:
         log.warning("could not cache rho_mm at %s: %s", path, exc)
     return value

@@ -64,17 +64,23 @@ def write_model_files(model: SynthModel, folder: Path) -> None:
         (folder / HIERARCHY_FILE).write_text(json.dumps(model.forest.to_dict(), indent=2))
 
 
-def atomic_write_folder(target: str | Path, write, *, force: bool = False) -> Path:
+def atomic_write_folder(target: str | Path, write, *, force: bool = False,
+                        exist_ok: bool = False) -> Path:
     """Call write(tmp_folder) then move tmp_folder to `target` in one rename.
 
     Refuses a non-empty target unless `force`; with `force` the old folder is replaced only after
     the new one is complete (one atomic exchange on Linux), and never a folder with subfolders
     (see `_check_replaceable`). A kill at any moment leaves `target` as it was or complete.
+    With `exist_ok` (cache entries, whose writers all write the same content) a non-empty target
+    is kept: nothing is written when it exists at the start, and when another process publishes
+    it first, this one's copy is discarded.
     """
     target = Path(target).expanduser().absolute()
     if target.exists() and not target.is_dir():
         raise SynthvizError(f"export target {target} exists and is not a folder")
     if target.is_dir() and any(target.iterdir()):
+        if exist_ok and not force:
+            return target
         if not force:
             raise SynthvizError(f"export target {target} is not empty; choose an empty folder or "
                                 "pass --force to replace it")
@@ -86,7 +92,22 @@ def atomic_write_folder(target: str | Path, write, *, force: bool = False) -> Pa
         write(tmp)
         _usual_modes(tmp)
         _fsync_tree(tmp)
-        if target.exists():
+        published = False
+        if not (force and target.exists()):
+            try:
+                os.rename(tmp, target)  # fails when another writer filled target meanwhile
+                published = True
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                if exist_ok:  # the same entry, published first by another process: keep it
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    published = True
+                elif not force:
+                    raise SynthvizError(f"export target {target} was filled by another "
+                                        "process during this export; nothing was replaced") \
+                        from None
+        if not published:
             if _exchange(tmp, target):
                 shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old folder
             else:
@@ -98,8 +119,6 @@ def atomic_write_folder(target: str | Path, write, *, force: bool = False) -> Pa
                     os.rename(old, target)
                     raise
                 shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
         _fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -209,8 +228,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def save_model(model: SynthModel, folder: str | Path, *, force: bool = False) -> Path:
-    return atomic_write_folder(folder, lambda tmp: write_model_files(model, tmp), force=force)
+def save_model(model: SynthModel, folder: str | Path, *, force: bool = False,
+               exist_ok: bool = False) -> Path:
+    return atomic_write_folder(folder, lambda tmp: write_model_files(model, tmp), force=force,
+                               exist_ok=exist_ok)
 
 
 # ---------------------------------------------------------------------------- loading

@@ -509,11 +509,9 @@ def solve_l0(model: SynthModel, target_l0: float, target_first_k: float | None =
         log.warning("L0 targeting: best relative error %.3f after %d rounds", err, used)
     cand.notes["l0_target"] = report
     if use_cache:
+        from synthviz.cache import write_cache_json
         try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"generator": gen.to_dict(), "report": report}))
-            tmp.replace(cache_file)
+            write_cache_json(cache_file, {"generator": gen.to_dict(), "report": report})
         except OSError as exc:
             log.warning("could not cache the L0 solution at %s: %s", cache_file, exc)
     return cand

@@ -17,7 +17,7 @@ import torch
 
 from synthviz.cache import model_cache_dir
 from synthviz.config import ModelConfig, base_config
-from synthviz.errors import ConfigError, ModelFileError
+from synthviz.errors import ConfigError, ModelFileError, SynthvizError
 from synthviz.variations import Variation
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ def build_cached(cfg: ModelConfig, device="auto", progress: Callable | None = No
     from synthviz.model import build_model
 
     folder = model_cache_dir({"config": cfg.to_dict()})
+    damaged = False
     if folder.is_dir():
         try:
             model = load_folder(folder, device=device)
@@ -123,10 +124,11 @@ def build_cached(cfg: ModelConfig, device="auto", progress: Callable | None = No
             return model
         except ModelFileError as exc:  # a damaged cache entry is rebuilt, not trusted
             log.warning("rebuilding damaged cache entry %s: %s", folder, exc)
+            damaged = True
     model = build_model(cfg, device=device, progress=progress)
-    try:
-        save_model(model, folder, force=True)
-    except (OSError, ModelFileError) as exc:
+    try:  # an entry another process publishes meanwhile is the same model: keep it
+        save_model(model, folder, force=damaged, exist_ok=True)
+    except (OSError, SynthvizError) as exc:
         log.warning("could not write the model cache at %s: %s", folder, exc)
     return model
 

@@ -38,7 +38,7 @@ from synthviz.config import (ConstantMagnitude, ExponentialMagnitude, FoldedNorm
                              HierarchyConfig, LinearMagnitude, LinearProbability, ModelConfig,
                              RandomProbability, ZipfianProbability, ConstantProbability,
                              magnitude_values)
-from synthviz.errors import ConfigError, ModelFileError
+from synthviz.errors import ConfigError, ModelFileError, SynthvizError
 from synthviz.hierarchy import Forest, generate_forest
 from synthviz.model import SynthModel, compensated_probabilities
 
@@ -366,6 +366,7 @@ def build_dictionary(cfg: ModelConfig, num_features: int, hidden_dim: int,
 
     folder = model_cache_dir(dictionary_cache_payload(cfg, num_features, hidden_dim))
     path = folder / "dictionary.safetensors"
+    damaged = folder.is_dir()  # unless it loads below: then this returns
     if path.is_file():
         try:
             t = load_file(str(path))
@@ -386,8 +387,8 @@ def build_dictionary(cfg: ModelConfig, num_features: int, hidden_dim: int,
     try:
         atomic_write_folder(folder, lambda tmp: save_file(
             {"feature_vectors": vectors, "bias": bias}, str(tmp / "dictionary.safetensors")),
-            force=True)
-    except OSError as exc:
+            force=damaged, exist_ok=True)
+    except (OSError, SynthvizError) as exc:
         log.warning("could not write the dictionary cache at %s: %s", folder, exc)
     return vectors, bias
 
