@@ -3,7 +3,8 @@
 Several processes may share the cache (app workers, the CLI, notebooks) and any of them may be
 killed at any moment. An entry is therefore only ever published complete: it is written under a
 temporary name unique to the writer, flushed to disk, and renamed into place (folders by
-`synthviz.io.atomic_write_folder`, single files by `write_cache_file`). Two writers of one key
+`synthviz.io.atomic_write_folder`; single files, such as rho_mm, L0 solutions and the app's
+statistics, by `write_cache_file`). Two writers of one key
 write the same content, so whichever rename lands is the entry; a killed writer leaves only a
 temporary name that no reader looks at and a later writer removes.
 """

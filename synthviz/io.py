@@ -25,6 +25,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from synthviz.cache import pid_alive as _pid_alive
 from synthviz.config import ModelConfig, magnitude_values
 from synthviz.device import resolve_device
 from synthviz.errors import ConfigError, HubError, ModelFileError, SynthvizError
@@ -216,16 +217,6 @@ def _remove_stale_temps(target: Path) -> None:
             pid = path.name[len(prefix):].split("-", 1)[0]
             if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
                 shutil.rmtree(path, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists but belongs to someone else
-    return True
 
 
 def save_model(model: SynthModel, folder: str | Path, *, force: bool = False,

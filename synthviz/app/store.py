@@ -279,10 +279,12 @@ def _superposition_cache_file(v: torch.Tensor):
 
 def _save_stats(path, stats) -> None:
     """A statistics dataclass of tensors, dicts of tensors and scalars as one .npz (no pickle)."""
+    import io
     import json
-    import os
 
     import numpy as np
+
+    from synthviz.cache import write_cache_file
     arrays, meta = {}, {}
     for f in dataclasses.fields(stats):
         val = getattr(stats, f.name)
@@ -297,12 +299,10 @@ def _save_stats(path, stats) -> None:
         else:
             meta[f.name] = val
     arrays["meta"] = np.array(json.dumps({"class": type(stats).__name__, "fields": meta}))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
+        write_cache_file(path, buf.getvalue())
     except OSError as exc:  # a read-only cache only costs the recomputation
         log.warning("could not cache statistics at %s: %s", path, exc)
 
