@@ -116,7 +116,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     model = load_with_variation(args)
     out = export_model(model, args.out, force=args.force, samples=args.samples,
-                       progress=_progress_bar("measuring"))
+                       progress=_progress_bar("measuring"), allow_inexact=args.allow_inexact)
     print(out)
     return 0
 
@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--force", action="store_true", help="replace a non-empty folder")
             sp.add_argument("--samples", type=int, default=20_000,
                             help="samples used to measure the model card's statistics")
+            sp.add_argument("--allow-inexact", action="store_true",
+                            help="write a model whose config sae_lens would not regenerate "
+                                 "exactly (the model card says so at the top)")
         sp.set_defaults(func=func)
 
     sp = sub.add_parser("push", help="upload an exported folder to the Hugging Face Hub")

@@ -2,9 +2,11 @@
 
 `export_model` writes `synthetic_model_config.json`, `synthetic_model.safetensors`,
 `hierarchy.json` and a `README.md` model card, atomically. The config must be truthful: sae_lens
-regenerates the per-feature magnitudes from it (they are not stored), so the export refuses a
-model whose config would not regenerate exactly the magnitudes synthviz uses, and it writes a
-hierarchy config that describes the stored forest.
+regenerates the per-feature magnitudes and (on load for the copula thresholds, and after `.to()`
+for everything) the compensated firing probabilities from it, so `export_check` tells whether
+the written config regenerates exactly what synthviz uses, and the export refuses a model where
+it does not unless asked (`allow_inexact`). It writes a hierarchy config that describes the
+stored forest.
 
 `push_folder` uploads through `huggingface_hub.HfApi` with the user's normal login (cached token
 or HF_TOKEN). synthviz never reads, prints or writes the token; error messages are scrubbed of
@@ -13,6 +15,7 @@ anything that looks like one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -20,6 +23,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,7 @@ import torch
 from synthviz.config import HierarchyConfig, ModelConfig, magnitude_values
 from synthviz.errors import ConfigError, HubError, ModelFileError, SynthvizError
 from synthviz.hierarchy import Forest
-from synthviz.model import SynthModel
+from synthviz.model import SynthModel, regenerated_probabilities
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -74,30 +78,137 @@ def forest_hierarchy_config(forest: Forest, compensate: bool) -> HierarchyConfig
         compensate_probabilities=compensate, scale_children_by_parent=bool(forest.rescale))
 
 
-def export_config(model: SynthModel) -> ModelConfig:
-    """The config to write; raises SynthvizError if it would not reproduce `model` in sae_lens."""
+def _structural_config(model: SynthModel) -> ModelConfig:
+    """The model's config with a hierarchy entry that matches the stored forest."""
     cfg = model.cfg
-    n, d = model.num_features, model.hidden_dim
-    if (cfg.num_features, cfg.hidden_dim) != (n, d):
-        raise SynthvizError(f"cannot export: config says {cfg.num_features} x {cfg.hidden_dim} "
-                            f"but the dictionary is {n} x {d}")
     forest = model.forest if model.forest is not None and model.forest.roots else None
     if forest is None:
         # without hierarchy.json sae_lens would generate a forest from a non-null config
         cfg = cfg.replace(hierarchy=None)
     elif cfg.hierarchy is None:
         cfg = cfg.replace(hierarchy=forest_hierarchy_config(forest, compensate=False))
+    return cfg
+
+
+def _magnitude_mismatch(model: SynthModel, cfg: ModelConfig) -> str | None:
+    """Why the config's magnitudes differ from the model's (sae_lens regenerates them), or None."""
+    n = model.num_features
     for label, spec, values, offset in (
             ("mean", cfg.mean_firing_magnitudes, model.mean_magnitudes, 2),
             ("std", cfg.std_firing_magnitudes, model.std_magnitudes, 1)):
-        regen = magnitude_values(spec, n, cfg.sub_seed(offset)).to(values.dtype)
-        if not torch.equal(regen, values.detach().cpu()):
-            diff = float((regen - values.detach().cpu()).abs().max())
-            raise SynthvizError(
-                f"cannot export truthfully: the config's {label} firing magnitudes regenerate "
-                f"values up to {diff:.3g} away from the model's, and sae_lens regenerates them "
-                "from the config")
-    return cfg
+        regen = magnitude_values(spec, n, cfg.sub_seed(offset)).to(cfg.torch_dtype)
+        mine = values.detach().cpu()
+        if regen.shape != mine.shape or not torch.equal(regen.to(mine.dtype), mine):
+            diff = float((regen.to(mine.dtype) - mine).abs().max())
+            return (f"the config's {label} firing magnitudes regenerate values up to {diff:.3g} "
+                    "away from the model's, and sae_lens regenerates them from the config")
+    return None
+
+
+def _checked_structural_config(model: SynthModel) -> ModelConfig:
+    cfg = model.cfg
+    n, d = model.num_features, model.hidden_dim
+    if (cfg.num_features, cfg.hidden_dim) != (n, d):
+        raise SynthvizError(f"cannot export: config says {cfg.num_features} x {cfg.hidden_dim} "
+                            f"but the dictionary is {n} x {d}")
+    return _structural_config(model)
+
+
+def export_config(model: SynthModel) -> ModelConfig:
+    """The config to write; raises SynthvizError if it would not reproduce `model` in sae_lens
+    (magnitudes or firing probabilities; see `export_check`)."""
+    cfg = _checked_structural_config(model)
+    reason = _magnitude_mismatch(model, cfg)
+    if reason is not None:
+        raise SynthvizError(f"cannot export truthfully: {reason}")
+    exact = _exact_config(model, cfg)
+    if exact is None:
+        raise SynthvizError(f"cannot export truthfully: {export_check(model).message}")
+    return exact
+
+
+# ---------------------------------------------------------------------------- the export check
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """Whether sae_lens, on load and after `.to()`, samples the model synthviz shows.
+
+    `exact`: the written config regenerates the stored firing probabilities and the magnitudes
+    bit for bit. `message`: one line saying so, or why not and what sae_lens samples instead.
+    """
+    exact: bool
+    message: str
+
+
+def _probabilities_match(cfg: ModelConfig, model: SynthModel) -> bool:
+    stored = model.firing_probabilities.detach().cpu()
+    regen = regenerated_probabilities(cfg, model.forest)
+    return regen.shape == stored.shape and torch.equal(regen.to(stored.dtype), stored)
+
+
+def _exact_config(model: SynthModel, cfg: ModelConfig) -> ModelConfig | None:
+    """`cfg`, or another config form that regenerates the stored probabilities, or None."""
+    if _probabilities_match(cfg, model):
+        return cfg
+    h = cfg.hierarchy
+    if h is not None and model.forest is not None:  # compensation off or on may express it
+        alt = cfg.replace(hierarchy=dataclasses.replace(
+            h, compensate_probabilities=not h.compensate_probabilities))
+        if _probabilities_match(alt, model):
+            return alt
+    return None
+
+
+def _sae_lens_view(model: SynthModel, cfg: ModelConfig) -> str:
+    """What sae_lens samples instead: the L0 of the config's regenerated probabilities."""
+    from synthviz.l0_target import estimate_l0
+
+    regen = regenerated_probabilities(cfg, model.forest).to(model.firing_probabilities.dtype)
+    stored = model.firing_probabilities.detach().cpu()
+    diff = (regen - stored).abs()
+    changed = int((diff > 0).sum())
+    theirs = model.replace(cfg=cfg, firing_probabilities=regen)
+    ours = model.replace(firing_probabilities=stored)
+    for m in (ours, theirs):
+        m.device = torch.device("cpu")
+    l0_ours, _ = estimate_l0(ours)
+    l0_theirs, _ = estimate_l0(theirs)
+    return (f"{changed} of {model.num_features} firing probabilities differ (by up to "
+            f"{float(diff.max()):.3g}), so sae_lens would sample the config's probabilities: "
+            f"expected L0 about {l0_theirs:.2f} instead of synthviz's {l0_ours:.2f}")
+
+
+def _inexact_reason(model: SynthModel) -> str:
+    notes = model.notes
+    if notes.get("config_firing_probability_approximate"):
+        k = notes.get("rel_p")
+        return (f"relative p {k:g} pushes base probabilities above 1 (k x max_prob > 1), no "
+                "firing_probability generator says 'scaled, then clamped', and the config keeps "
+                "the unscaled one")
+    return "the config does not regenerate the stored firing probabilities"
+
+
+def export_check(model: SynthModel) -> ExportCheck:
+    """Whether `model` exports exactly: sae_lens, after `load_from_disk` and after `.to()`,
+    regenerates the stored firing probabilities and the magnitudes from the written config."""
+    cfg = _checked_structural_config(model)
+    reason = _magnitude_mismatch(model, cfg)
+    if reason is not None:
+        return ExportCheck(False, f"not exact: {reason}; sae_lens would sample with those "
+                                  "regenerated magnitudes")
+    if _exact_config(model, cfg) is not None:
+        return ExportCheck(True, "exact: sae_lens regenerates these firing probabilities and "
+                                 "magnitudes from the written config, on load and after .to()")
+    return ExportCheck(False, f"not exact: {_inexact_reason(model)}; "
+                              f"{_sae_lens_view(model, cfg)}")
+
+
+def written_config(model: SynthModel) -> ModelConfig:
+    """The config an export writes: an exact one where it exists, else the model's own."""
+    cfg = _checked_structural_config(model)
+    if _magnitude_mismatch(model, cfg) is not None:
+        return cfg
+    return _exact_config(model, cfg) or cfg
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -191,7 +302,8 @@ def _hub_snippet(repo_id: str, path: str | None) -> str:
     return f'model = SyntheticModel.from_pretrained("{repo_id}")'
 
 
-def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any]) -> str:
+def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any],
+               check: ExportCheck | None = None) -> str:
     notes = model.notes
     preset = notes.get("preset")
     variation = notes.get("variation_words") or "none (the base model itself)"
@@ -200,6 +312,11 @@ def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any]) -> st
     title = f"SynthSAEBench variation: {preset}" if preset else "SynthSAEBench-style synthetic model"
     machine = {"num_features": model.num_features, "hidden_dim": model.hidden_dim,
                "preset": preset, "variation": notes.get("variation"), **stats}
+    if check is not None:
+        machine["exact"] = check.exact
+    warning = [] if check is None or check.exact else [
+        "> **Warning: sae_lens does not sample this model as synthviz showed it.** It was "
+        f"written on request although the export check failed ({check.message}).", ""]
     k = stats.get("first_k", 4096)
     rows = [f"| rho_mm (mean max \\|cos\\| between features) | {stats['rho_mm']:.4f} |"]
     if "l0" in stats:
@@ -234,10 +351,17 @@ def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any]) -> st
             "float32, and torch's normal generator is not prefix-consistent for N % 16 != 0.")
     if notes.get("config_firing_probability_approximate"):
         extra.append("- " + notes["config_firing_probability_approximate"] + ".")
-    extra.append("- Per-feature firing magnitudes are not stored; sae_lens regenerates them from "
-                 "the config, which reproduces exactly the magnitudes synthviz used. "
-                 "`firing_probabilities`, the dictionary, the bias and the correlation factor "
-                 "are stored as they are.")
+    if check is None or check.exact:
+        extra.append("- sae_lens regenerates the per-feature magnitudes and the firing "
+                     "probabilities (compensated for the stored hierarchy) from the config, on "
+                     "load and after `.to()`; it ignores the stored `firing_probabilities` there. "
+                     "This config regenerates exactly the values synthviz used (checked at "
+                     "export), so the stored and regenerated probabilities are equal. The "
+                     "dictionary, the bias and the correlation factor are used as stored.")
+    else:
+        extra.append("- sae_lens regenerates the per-feature magnitudes and the firing "
+                     "probabilities from the config, on load and after `.to()`; for this model "
+                     "they differ from the stored values (see the warning at the top).")
     return "\n".join([
         "---",
         "library_name: saelens",
@@ -248,6 +372,7 @@ def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any]) -> st
         "synthviz: " + json.dumps(machine, sort_keys=True),
         "---",
         "",
+        *warning,
         f"# {title}",
         "",
         "A synthetic model for testing sparse autoencoders, in the `sae_lens.synthetic` format, "
@@ -293,8 +418,13 @@ def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any]) -> st
 # ---------------------------------------------------------------------------- export
 
 def export_model(model: SynthModel, out: str | Path, force: bool = False, samples: int = 20_000,
-                 progress: Progress | None = None, *, seed: int = 0, first_k: int = 4096) -> Path:
-    """Write `model` to `out` (three model files + README.md) atomically; returns the folder."""
+                 progress: Progress | None = None, *, seed: int = 0, first_k: int = 4096,
+                 allow_inexact: bool = False) -> Path:
+    """Write `model` to `out` (three model files + README.md) atomically; returns the folder.
+
+    Refuses a model that `export_check` finds inexact unless `allow_inexact`; the model card of
+    such an export says so at the top.
+    """
     from synthviz.io import atomic_write_folder, write_model_files
 
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
@@ -305,9 +435,13 @@ def export_model(model: SynthModel, out: str | Path, force: bool = False, sample
     if target.is_dir() and any(target.iterdir()) and not force:  # before the slow measuring
         raise SynthvizError(f"export target {target} is not empty; choose an empty folder or "
                             "pass --force to replace it")
-    cfg = export_config(model)
+    check = export_check(model)
+    if not check.exact and not allow_inexact:
+        raise SynthvizError(f"export refused, {check.message}; pass --allow-inexact "
+                            "(allow_inexact=True) to write it anyway")
+    cfg = written_config(model)
     stats = measure(model, samples, seed=seed, first_k=first_k, progress=progress)
-    card = model_card(model, cfg, stats)
+    card = model_card(model, cfg, stats, check)
     to_write = model.replace(cfg=cfg)
     if to_write.forest is not None and not to_write.forest.roots:
         to_write.forest = None

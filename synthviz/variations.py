@@ -616,8 +616,8 @@ def apply_rel_p(model: SynthModel, k: float) -> SynthModel:
     if not exact:
         new.notes["config_firing_probability_approximate"] = (
             f"{over} base probabilities exceeded 1 after x {k:g} and were clamped; no "
-            "firing_probability generator expresses that, so the config keeps the unscaled one "
-            "and the stored firing_probabilities are authoritative")
+            "firing_probability generator expresses that, so the config keeps the unscaled one, "
+            "which is what sae_lens samples (the export check refuses it unless asked)")
     if clamped + over:
         log.info("rel_p %g: %d feature probabilities clamped to 1", k, clamped + over)
     return new
