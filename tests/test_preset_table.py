@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CHEAP = re.compile(r"^(base|base-v1|std-.*|n-\d+|rel-p-.*)$")
+CHEAP = re.compile(r"^(v2/)?(base|base-v1|std-.*|n-\d+|rel-p-.*)$")
 
 
 def _script():
