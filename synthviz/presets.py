@@ -123,13 +123,10 @@ def _seed_presets() -> list[Preset]:
     v1, v2 = [], []
     for name, family, description, fields in _seed_specs():
         misc = family == "misc"
-        v1.append(Preset(name, family, description + (" " + _misc_common(False) if misc else ""),
-                         Variation(**fields), base="base-v1",
+        v1.append(Preset(name, family, description, Variation(**fields), base="base-v1",
                          assumptions=(_misc_common(False) + " " if misc else "")
                          + _ON_V1.format(v2=V2_PREFIX + name)))
-        v2.append(Preset(V2_PREFIX + name, family,
-                         description + (" " + _misc_common(True) if misc else ""),
-                         Variation(**fields), base="base",
+        v2.append(Preset(V2_PREFIX + name, family, description, Variation(**fields), base="base",
                          assumptions=(_misc_common(True) + " " if misc else "")
                          + _ON_V2.format(name=name)))
     return v1 + v2
@@ -155,15 +152,13 @@ _BASES = [
 _LATER_PRESETS = [
     Preset("hierarchy-1024-8-1l-me-1.0-l0-36-4kl0-25", "misc",
            "1024 roots with 8 children each, depth 1 ('1l' read as max depth 1: 9216 features "
-           "in trees, the other 7168 free), all parents ME; target L0 36, first-4096 L0 25. "
-           + _misc_common(True),
+           "in trees, the other 7168 free), all parents ME; target L0 36, first-4096 L0 25.",
            Variation(roots=1024, branching=8, depth=1, me_portion=1.0, target_l0=36.0,
                      target_l0_first_k=25.0),
            assumptions=_LATER + _misc_common(True)),
     Preset("hierarchy-128-2-6l-me-1.0-l0-34-4kl0-25", "misc",
            "128 roots, binary branching, depth 6 ('6l' read as max depth 6: 128 x 127 = 16256 "
-           "features in trees, 128 free), all parents ME; target L0 34, first-4096 L0 25. "
-           + _misc_common(True),
+           "features in trees, 128 free), all parents ME; target L0 34, first-4096 L0 25.",
            Variation(roots=128, branching=2, depth=6, me_portion=1.0, target_l0=34.0,
                      target_l0_first_k=25.0),
            assumptions=_LATER + _misc_common(True)),
