@@ -585,8 +585,8 @@ def scale_probability_generator(gen: Any, k: float) -> tuple[Any, bool]:
                                       min_prob=gen.min_prob * k), True
         if isinstance(gen, (LinearProbability, RandomProbability)):
             return type(gen)(max_prob=gen.max_prob * k, min_prob=gen.min_prob * k), True
-        if isinstance(gen, ConstantProbability):
-            return ConstantProbability(probability=gen.probability * k), True
+        if isinstance(gen, ConstantProbability):  # a clamped constant is still a constant
+            return ConstantProbability(probability=min(1.0, gen.probability * k)), True
     except ConfigError:
         pass  # k * max_prob > 1: no generator says "scaled then clamped"
     return gen, False
@@ -600,7 +600,7 @@ def apply_rel_p(model: SynthModel, k: float) -> SynthModel:
     gen, exact = scale_probability_generator(cfg.firing_probability, k)
     if exact:
         base_p = gen.generate(cfg.num_features, seed=cfg.sub_seed(0))
-        over = 0
+        over = int((base_probabilities(cfg) * k > 1).sum())
     else:
         raw = base_probabilities(cfg) * k
         over = int((raw > 1).sum())

@@ -175,6 +175,17 @@ def test_rel_p_above_saturation_is_refused_with_what_sae_lens_samples(kind, requ
     assert float(our_l0.mean()) > 2 * float(their_l0.mean())
 
 
+def test_rel_p_above_saturation_of_a_constant_generator_is_exact(tmp_path, one_torch_thread):
+    """k x p > 1 for a constant generator: the clamped values are the constant 1."""
+    model = Variation(rel_p=4.0).apply(_build(firing_probability={
+        "generator_name": "constant", "probability": 0.3}))
+    assert model.cfg.firing_probability.to_dict() == {"generator_name": "constant",
+                                                      "probability": 1.0}
+    assert model.notes["rel_p_clamped"] >= N  # every 0.3 x 4 was clamped
+    assert export_check(model).exact
+    _assert_sae_lens_samples_it(model, export_model(model, tmp_path / "m", samples=0))
+
+
 def test_cli_refuses_in_one_line_and_writes_when_asked(correlated, tmp_path, capsys):
     from synthviz.cli import main
     from synthviz.io import save_model
