@@ -48,9 +48,9 @@ def test_section_replacement_keeps_the_rest_of_the_readme():
 
 
 def test_row_format_is_fixed():
-    row = pt.format_row("std-0", "std", 16384, 768, {"l0": 34.449, "l0_first_k": 25.06,
-                                                     "rho_mm": 0.14532})
-    assert row == "| `std-0` | std | 16,384 | 768 | 34.4 | 25.1 | 0.145 |"
+    row = pt.format_row("std-0", "v1", "std", 16384, 768, {"l0": 34.449, "l0_first_k": 25.06,
+                                                           "rho_mm": 0.14532})
+    assert row == "| `std-0` | v1 | std | 16,384 | 768 | 34.4 | 25.1 | 0.145 |"
 
 
 @pytest.fixture
