@@ -613,10 +613,16 @@ EXPORT = [
     ## Export
 
     `export_model` writes the three files sae_lens reads plus a `README.md` model card with the
-    measured L0, first-4096 L0 and rho_mm. The config it writes is truthful: sae_lens regenerates
-    the per-feature magnitudes from it (they are not stored), so they must come out the same.
+    measured L0, first-4096 L0 and rho_mm. The config it writes must be truthful: sae_lens
+    regenerates the per-feature magnitudes and the compensated firing probabilities from it (on
+    load for the copula, after `.to()` for everything), so they must come out the same.
+    `export_check` says whether they do; a model that would not is refused unless
+    `allow_inexact=True`.
     """),
     code("""
+    from synthviz.export import export_check
+
+    print(export_check(model))
     folder = export_model(model, OUT, force=True, samples=N_SAMPLES)
     print(sorted(p.name for p in folder.iterdir()))
     cfg = json.loads((folder / "synthetic_model_config.json").read_text())

@@ -89,7 +89,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
     for name, preset in PRESETS.items():
         if args.verbose:
-            print(f"{name}\t{preset.family}\t{preset.description}")
+            print(f"{name}\t{preset.family}\t{preset.description}\t{preset.assumptions}")
         else:
             print(name)
     return 0
@@ -116,7 +116,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     model = load_with_variation(args)
     out = export_model(model, args.out, force=args.force, samples=args.samples,
-                       progress=_progress_bar("measuring"))
+                       progress=_progress_bar("measuring"), allow_inexact=args.allow_inexact)
     print(out)
     return 0
 
@@ -135,8 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose-log", action="store_true", help="show library log messages")
     sub = p.add_subparsers(dest="command", required=True)
 
-    sp = sub.add_parser("presets", help="list preset names")
-    sp.add_argument("--verbose", action="store_true", help="show family and description")
+    sp = sub.add_parser("presets", help="list preset names (plain names as published, on v1; "
+                        "v2/NAME: the same variation on the v2 base)")
+    sp.add_argument("--verbose", action="store_true",
+                    help="show family, description and assumptions")
     sp.set_defaults(func=cmd_presets)
 
     for name, func, helptext in (("stats", cmd_stats, "print headline statistics"),
@@ -154,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--force", action="store_true", help="replace a non-empty folder")
             sp.add_argument("--samples", type=int, default=20_000,
                             help="samples used to measure the model card's statistics")
+            sp.add_argument("--allow-inexact", action="store_true",
+                            help="write a model whose config sae_lens would not regenerate "
+                                 "exactly (the model card says so at the top)")
         sp.set_defaults(func=func)
 
     sp = sub.add_parser("push", help="upload an exported folder to the Hugging Face Hub")

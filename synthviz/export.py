@@ -2,9 +2,11 @@
 
 `export_model` writes `synthetic_model_config.json`, `synthetic_model.safetensors`,
 `hierarchy.json` and a `README.md` model card, atomically. The config must be truthful: sae_lens
-regenerates the per-feature magnitudes from it (they are not stored), so the export refuses a
-model whose config would not regenerate exactly the magnitudes synthviz uses, and it writes a
-hierarchy config that describes the stored forest.
+regenerates the per-feature magnitudes and (on load for the copula thresholds, and after `.to()`
+for everything) the compensated firing probabilities from it, so `export_check` tells whether
+the written config regenerates exactly what synthviz uses, and the export refuses a model where
+it does not unless asked (`allow_inexact`). It writes a hierarchy config that describes the
+stored forest.
 
 `push_folder` uploads through `huggingface_hub.HfApi` with the user's normal login (cached token
 or HF_TOKEN). synthviz never reads, prints or writes the token; error messages are scrubbed of
@@ -25,9 +27,11 @@ from typing import Any
 
 import torch
 
-from synthviz.config import HierarchyConfig, ModelConfig, magnitude_values
+from synthviz.config import ModelConfig
 from synthviz.errors import ConfigError, HubError, ModelFileError, SynthvizError
-from synthviz.hierarchy import Forest
+from synthviz.fidelity import (ExportCheck, checked_structural_config, exact_config,  # noqa: F401
+                               export_check, forest_hierarchy_config, magnitude_mismatch,
+                               written_config)
 from synthviz.model import SynthModel
 
 log = logging.getLogger(__name__)
@@ -58,46 +62,17 @@ def safe_export_path(root: str | Path, name: str) -> Path:
 
 # ---------------------------------------------------------------------------- truthful config
 
-def forest_hierarchy_config(forest: Forest, compensate: bool) -> HierarchyConfig:
-    """A hierarchy config describing a stored forest (for models whose config has none)."""
-    counts = [len(k) for p, k in forest.children.items() if k]
-    lo, hi = (min(counts), max(counts)) if counts else (2, 2)
-    lo = max(lo, 2)
-    hi = max(hi, lo)
-    parents = [p for lvl in forest.levels[:-1] for p in lvl] if forest.max_depth > 0 else []
-    eligible = [p for p in parents if len(forest.children.get(p, [])) >= 2]
-    me = len([p for p in eligible if p in forest.me])
-    return HierarchyConfig(
-        total_root_nodes=len(forest.roots), branching_factor=lo if lo == hi else (lo, hi),
-        max_depth=max(forest.max_depth, 1),
-        mutually_exclusive_portion=me / len(eligible) if eligible else 0.0,
-        compensate_probabilities=compensate, scale_children_by_parent=bool(forest.rescale))
-
-
 def export_config(model: SynthModel) -> ModelConfig:
-    """The config to write; raises SynthvizError if it would not reproduce `model` in sae_lens."""
-    cfg = model.cfg
-    n, d = model.num_features, model.hidden_dim
-    if (cfg.num_features, cfg.hidden_dim) != (n, d):
-        raise SynthvizError(f"cannot export: config says {cfg.num_features} x {cfg.hidden_dim} "
-                            f"but the dictionary is {n} x {d}")
-    forest = model.forest if model.forest is not None and model.forest.roots else None
-    if forest is None:
-        # without hierarchy.json sae_lens would generate a forest from a non-null config
-        cfg = cfg.replace(hierarchy=None)
-    elif cfg.hierarchy is None:
-        cfg = cfg.replace(hierarchy=forest_hierarchy_config(forest, compensate=False))
-    for label, spec, values, offset in (
-            ("mean", cfg.mean_firing_magnitudes, model.mean_magnitudes, 2),
-            ("std", cfg.std_firing_magnitudes, model.std_magnitudes, 1)):
-        regen = magnitude_values(spec, n, cfg.sub_seed(offset)).to(values.dtype)
-        if not torch.equal(regen, values.detach().cpu()):
-            diff = float((regen - values.detach().cpu()).abs().max())
-            raise SynthvizError(
-                f"cannot export truthfully: the config's {label} firing magnitudes regenerate "
-                f"values up to {diff:.3g} away from the model's, and sae_lens regenerates them "
-                "from the config")
-    return cfg
+    """The config to write; raises SynthvizError if it would not reproduce `model` in sae_lens
+    (magnitudes or firing probabilities; see `export_check`)."""
+    cfg = checked_structural_config(model)
+    reason = magnitude_mismatch(model, cfg)
+    if reason is not None:
+        raise SynthvizError(f"cannot export truthfully: {reason}")
+    exact = exact_config(model, cfg)
+    if exact is None:
+        raise SynthvizError(f"cannot export truthfully: {export_check(model).message}")
+    return exact
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -213,7 +188,8 @@ def model_name(notes: dict[str, Any]) -> str:
     return str(source)
 
 
-def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any]) -> str:
+def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any],
+               check: ExportCheck | None = None) -> str:
     notes = model.notes
     preset = exact_preset(notes)
     variation = notes.get("variation_words") or "none (the base model itself)"
@@ -229,6 +205,11 @@ def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any]) -> st
                "model": name, "preset": preset, "base": base,
                "variation": notes.get("variation"), "model_seed": cfg.seed,
                "sample_seed": sample_seed, **stats}
+    if check is not None:
+        machine["exact"] = check.exact
+    warning = [] if check is None or check.exact else [
+        "> **Warning: sae_lens does not sample this model as synthviz showed it.** It was "
+        f"written on request although the export check failed ({check.message}).", ""]
     k = stats.get("first_k", 4096)
     rows = [f"| rho_mm (mean max \\|cos\\| between features) | {stats['rho_mm']:.4f} |"]
     if "l0" in stats:
@@ -264,10 +245,17 @@ def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any]) -> st
             "float32, and torch's normal generator is not prefix-consistent for N % 16 != 0.")
     if notes.get("config_firing_probability_approximate"):
         extra.append("- " + notes["config_firing_probability_approximate"] + ".")
-    extra.append("- Per-feature firing magnitudes are not stored; sae_lens regenerates them from "
-                 "the config, which reproduces exactly the magnitudes synthviz used. "
-                 "`firing_probabilities`, the dictionary, the bias and the correlation factor "
-                 "are stored as they are.")
+    if check is None or check.exact:
+        extra.append("- sae_lens regenerates the per-feature magnitudes and the firing "
+                     "probabilities (compensated for the stored hierarchy) from the config, on "
+                     "load and after `.to()`; it ignores the stored `firing_probabilities` there. "
+                     "This config regenerates exactly the values synthviz used (checked at "
+                     "export), so the stored and regenerated probabilities are equal. The "
+                     "dictionary, the bias and the correlation factor are used as stored.")
+    else:
+        extra.append("- sae_lens regenerates the per-feature magnitudes and the firing "
+                     "probabilities from the config, on load and after `.to()`; for this model "
+                     "they differ from the stored values (see the warning at the top).")
     return "\n".join([
         "---",
         "library_name: saelens",
@@ -278,6 +266,7 @@ def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any]) -> st
         "synthviz: " + json.dumps(machine, sort_keys=True),
         "---",
         "",
+        *warning,
         f"# {title}",
         "",
         "A synthetic model for testing sparse autoencoders, in the `sae_lens.synthetic` format, "
@@ -323,8 +312,13 @@ def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any]) -> st
 # ---------------------------------------------------------------------------- export
 
 def export_model(model: SynthModel, out: str | Path, force: bool = False, samples: int = 20_000,
-                 progress: Progress | None = None, *, seed: int = 0, first_k: int = 4096) -> Path:
-    """Write `model` to `out` (three model files + README.md) atomically; returns the folder."""
+                 progress: Progress | None = None, *, seed: int = 0, first_k: int = 4096,
+                 allow_inexact: bool = False) -> Path:
+    """Write `model` to `out` (three model files + README.md) atomically; returns the folder.
+
+    Refuses a model that `export_check` finds inexact unless `allow_inexact`; the model card of
+    such an export says so at the top.
+    """
     from synthviz.io import atomic_write_folder, write_model_files
 
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
@@ -335,9 +329,13 @@ def export_model(model: SynthModel, out: str | Path, force: bool = False, sample
     if target.is_dir() and any(target.iterdir()) and not force:  # before the slow measuring
         raise SynthvizError(f"export target {target} is not empty; choose an empty folder or "
                             "pass --force to replace it")
-    cfg = export_config(model)
+    check = export_check(model)
+    if not check.exact and not allow_inexact:
+        raise SynthvizError(f"export refused, {check.message}; pass --allow-inexact "
+                            "(allow_inexact=True) to write it anyway")
+    cfg = written_config(model)
     stats = measure(model, samples, seed=seed, first_k=first_k, progress=progress)
-    card = model_card(model, cfg, stats)
+    card = model_card(model, cfg, stats, check)
     to_write = model.replace(cfg=cfg)
     if to_write.forest is not None and not to_write.forest.roots:
         to_write.forest = None

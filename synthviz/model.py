@@ -164,13 +164,14 @@ def make_dictionary(num_features: int, hidden_dim: int, bias: bool | float, seed
     return vec, b
 
 
-def make_correlation(num_features: int, rank: int, scale: float, seed: int | None
-                     ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Factor = scale * randn(N, r); rows that would leave c_i < 0.01 are rescaled (counted)."""
+def make_correlation(num_features: int, rank: int, scale: float, seed: int | None,
+                     dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Factor = scale * randn(N, r) drawn in `dtype` (as sae_lens draws it, in the config's
+    dtype); rows that would leave c_i < 0.01 are rescaled (counted)."""
     gen = torch.Generator()
     if seed is not None:
         gen.manual_seed(seed)
-    factor = torch.randn(num_features, rank, generator=gen) * scale
+    factor = torch.randn(num_features, rank, generator=gen, dtype=dtype) * scale
     sq = (factor**2).sum(dim=1)
     mask = (1 - sq) < MIN_CORRELATION_DIAG
     factor[mask, :] *= torch.sqrt((1 - MIN_CORRELATION_DIAG) / sq[mask].unsqueeze(1))
@@ -192,6 +193,16 @@ def compensated_probabilities(base_p: torch.Tensor, forest: Forest | None, compe
     if clamped:
         log.warning("hierarchy compensation clamped %d feature probabilities to 1", clamped)
     return corrected.clamp(max=1.0), clamped
+
+
+def regenerated_probabilities(cfg: ModelConfig, forest: Forest | None) -> torch.Tensor:
+    """The firing probabilities sae_lens regenerates from `cfg` and a stored forest (on load and
+    on `.to()`): the generator's values, compensated when the config says so, in cfg's dtype."""
+    base_p = cfg.firing_probability.generate(cfg.num_features, seed=cfg.sub_seed(0))
+    compensate = bool(cfg.hierarchy and cfg.hierarchy.compensate_probabilities)
+    if forest is not None and not forest.roots:
+        forest = None
+    return compensated_probabilities(base_p, forest, compensate)[0].to(cfg.torch_dtype)
 
 
 def estimate_build_bytes(num_features: int, hidden_dim: int) -> int:
@@ -288,7 +299,8 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "auto",
     notes: dict[str, Any] = {}
     if cfg.correlation is not None:
         factor, diag, notes["correlation_rows_rescaled"] = make_correlation(
-            n, cfg.correlation.rank, cfg.correlation.correlation_scale, cfg.sub_seed(4))
+            n, cfg.correlation.rank, cfg.correlation.correlation_scale, cfg.sub_seed(4),
+            dtype=cfg.torch_dtype)
     vectors, bias = make_dictionary(n, cfg.hidden_dim, cfg.bias, cfg.seed)
     if cfg.orthogonalization is not None and cfg.orthogonalization.num_steps > 0:
         vectors = orthogonalize(vectors.to(dev), cfg.orthogonalization.num_steps,
@@ -299,8 +311,9 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "auto",
     std = magnitude_values(cfg.std_firing_magnitudes, n, cfg.sub_seed(1))
     mean = magnitude_values(cfg.mean_firing_magnitudes, n, cfg.sub_seed(2))
     dt = cfg.torch_dtype
+    # sae_lens builds the dictionary and bias in float32 whatever the config's dtype
     model = SynthModel(
-        cfg=cfg, feature_vectors=vectors.to(dt), bias=bias.to(dt), firing_probabilities=p.to(dt),
+        cfg=cfg, feature_vectors=vectors.float(), bias=bias.float(), firing_probabilities=p.to(dt),
         mean_magnitudes=mean.to(dt), std_magnitudes=std.to(dt), forest=forest,
         correlation_factor=None if factor is None else factor.to(dt),
         correlation_diag=None if diag is None else diag.to(dt), device=dev, notes=notes)

@@ -40,7 +40,7 @@ from synthviz.config import (ConstantMagnitude, ExponentialMagnitude, FoldedNorm
                              magnitude_values)
 from synthviz.errors import ConfigError, ModelFileError, SynthvizError
 from synthviz.hierarchy import Forest, generate_forest
-from synthviz.model import SynthModel, compensated_probabilities
+from synthviz.model import SynthModel, compensated_probabilities, regenerated_probabilities
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -372,7 +372,7 @@ def build_dictionary(cfg: ModelConfig, num_features: int, hidden_dim: int,
             t = load_file(str(path))
             if (tuple(t["feature_vectors"].shape) == (num_features, hidden_dim)
                     and tuple(t["bias"].shape) == (hidden_dim,)):
-                return t["feature_vectors"], t["bias"]
+                return t["feature_vectors"].float(), t["bias"].float()
         except Exception as exc:  # a damaged cache entry is rebuilt, not trusted
             log.warning("rebuilding damaged dictionary cache %s: %s", folder, exc)
     check_memory(num_features, hidden_dim)
@@ -382,8 +382,8 @@ def build_dictionary(cfg: ModelConfig, num_features: int, hidden_dim: int,
         from synthviz.device import resolve_device
         vectors = orthogonalize(vectors.to(resolve_device(device)), ortho.num_steps, ortho.lr,
                                 progress=progress).cpu()
-    dt = cfg.torch_dtype
-    vectors, bias = vectors.to(dt).contiguous(), bias.to(dt).contiguous()
+    # float32 whatever the config's dtype, as sae_lens builds its dictionary
+    vectors, bias = vectors.float().contiguous(), bias.float().contiguous()
     try:
         atomic_write_folder(folder, lambda tmp: save_file(
             {"feature_vectors": vectors, "bias": bias}, str(tmp / "dictionary.safetensors")),
@@ -442,6 +442,27 @@ def truncate_magnitude(spec: Any, values: torch.Tensor, n: int, seed: int | None
     return spec, regenerated, float((regenerated - sliced).abs().max())
 
 
+def truncate_probabilities(model: SynthModel, new_cfg: ModelConfig, forest: Forest | None
+                           ) -> tuple[torch.Tensor, float]:
+    """(probabilities over n, max |difference| from the source's first n).
+
+    sae_lens regenerates probabilities from the config and compensates them for the stored,
+    pruned forest; where a cut leaves an ME group or a parent's children incomplete, that differs
+    from the source's compensated prefix. When the source itself is what its config regenerates,
+    the truncated model is what the truncated config regenerates (so app, CLI and export agree
+    with sae_lens); otherwise the prefix is kept and the export check reports the difference.
+    """
+    n = new_cfg.num_features
+    sliced = model.firing_probabilities[:n]
+    full = regenerated_probabilities(model.cfg, model.forest).to(sliced.dtype)
+    if not torch.equal(full.to(model.firing_probabilities.device), model.firing_probabilities):
+        return sliced, 0.0
+    regenerated = regenerated_probabilities(new_cfg, forest).to(sliced.dtype)
+    if torch.equal(regenerated, sliced.cpu()):
+        return sliced, 0.0
+    return regenerated, float((regenerated - sliced.cpu()).abs().max())
+
+
 def apply_truncation(model: SynthModel, n: int) -> SynthModel:
     """Keep features 0..n-1 of every tensor (views) and prune the hierarchy."""
     cfg = model.cfg
@@ -467,13 +488,17 @@ def apply_truncation(model: SynthModel, n: int) -> SynthModel:
         hier = dataclasses.replace(hier, total_root_nodes=n)
     new_cfg = cfg.replace(num_features=n, firing_probability=fp, hierarchy=hier,
                           std_firing_magnitudes=std_spec, mean_firing_magnitudes=mean_spec)
+    p, p_diff = truncate_probabilities(model, new_cfg, forest)
     new = model.replace(
         cfg=new_cfg, feature_vectors=model.feature_vectors[:n],
-        firing_probabilities=model.firing_probabilities[:n], mean_magnitudes=mean,
+        firing_probabilities=p, mean_magnitudes=mean,
         std_magnitudes=std, forest=forest,
         correlation_factor=None if model.correlation_factor is None else model.correlation_factor[:n],
         correlation_diag=None if model.correlation_diag is None else model.correlation_diag[:n])
     new.notes.pop("source", None)
+    if p_diff:
+        # sae_lens recompensates for the pruned forest; see truncate_probabilities
+        new.notes["truncation_probability_max_diff"] = p_diff
     if std_diff or mean_diff:
         # sae_lens regenerates magnitudes from the config; see the module docstring
         new.notes["truncation_magnitude_max_diff"] = {"std": std_diff, "mean": mean_diff}
@@ -561,8 +586,8 @@ def scale_probability_generator(gen: Any, k: float) -> tuple[Any, bool]:
                                       min_prob=gen.min_prob * k), True
         if isinstance(gen, (LinearProbability, RandomProbability)):
             return type(gen)(max_prob=gen.max_prob * k, min_prob=gen.min_prob * k), True
-        if isinstance(gen, ConstantProbability):
-            return ConstantProbability(probability=gen.probability * k), True
+        if isinstance(gen, ConstantProbability):  # a clamped constant is still a constant
+            return ConstantProbability(probability=min(1.0, gen.probability * k)), True
     except ConfigError:
         pass  # k * max_prob > 1: no generator says "scaled then clamped"
     return gen, False
@@ -576,7 +601,7 @@ def apply_rel_p(model: SynthModel, k: float) -> SynthModel:
     gen, exact = scale_probability_generator(cfg.firing_probability, k)
     if exact:
         base_p = gen.generate(cfg.num_features, seed=cfg.sub_seed(0))
-        over = 0
+        over = int((base_probabilities(cfg) * k > 1).sum())
     else:
         raw = base_probabilities(cfg) * k
         over = int((raw > 1).sum())
@@ -592,8 +617,8 @@ def apply_rel_p(model: SynthModel, k: float) -> SynthModel:
     if not exact:
         new.notes["config_firing_probability_approximate"] = (
             f"{over} base probabilities exceeded 1 after x {k:g} and were clamped; no "
-            "firing_probability generator expresses that, so the config keeps the unscaled one "
-            "and the stored firing_probabilities are authoritative")
+            "firing_probability generator expresses that, so the config keeps the unscaled one, "
+            "which is what sae_lens samples (the export check refuses it unless asked)")
     if clamped + over:
         log.info("rel_p %g: %d feature probabilities clamped to 1", k, clamped + over)
     return new

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CHEAP = re.compile(r"^(base|base-v1|std-.*|n-\d+|rel-p-.*)$")
+CHEAP = re.compile(r"^(v2/)?(base|base-v1|std-.*|n-\d+|rel-p-.*)$")
 
 
 def _script():
@@ -48,9 +48,9 @@ def test_section_replacement_keeps_the_rest_of_the_readme():
 
 
 def test_row_format_is_fixed():
-    row = pt.format_row("std-0", "std", 16384, 768, {"l0": 34.449, "l0_first_k": 25.06,
-                                                     "rho_mm": 0.14532})
-    assert row == "| `std-0` | std | 16,384 | 768 | 34.4 | 25.1 | 0.145 |"
+    row = pt.format_row("std-0", "v1", "std", 16384, 768, {"l0": 34.449, "l0_first_k": 25.06,
+                                                           "rho_mm": 0.14532})
+    assert row == "| `std-0` | v1 | std | 16,384 | 768 | 34.4 | 25.1 | 0.145 |"
 
 
 @pytest.fixture

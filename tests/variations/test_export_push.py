@@ -104,9 +104,12 @@ def test_export_refuses_non_empty_folder_unless_forced(small_model, tmp_path):
 def test_export_refuses_an_untruthful_config(small_model, tmp_path):
     # magnitudes that the config would not regenerate cannot be exported truthfully
     odd = small_model.replace(std_magnitudes=small_model.std_magnitudes * 2)
-    with pytest.raises(SynthvizError, match="cannot export truthfully: the config's std"):
+    with pytest.raises(SynthvizError, match="export refused, not exact: the config's std"):
         export_model(odd, tmp_path / "x", samples=0)
     assert not (tmp_path / "x").exists()
+    # written on request, the card says so first
+    card = (export_model(odd, tmp_path / "x", samples=0, allow_inexact=True) / "README.md")
+    assert card.read_text().split("---\n", 2)[2].lstrip().startswith("> **Warning")
 
 
 @pytest.mark.parametrize("name", ["..", ".", "/etc", "a/b", "a\\b", "", "~root", "c:x", "a\0b"])

@@ -25,7 +25,11 @@ SEED_NAMES = [  # the seed README's 17 variations
     "rel-p-0.1", "rel-p-0.25", "rel-p-0.5", "rel-p-0.75", "rel-p-1.25", "rel-p-1.5",
     "hierarchy-128-128-me-1.0-l0-40-4kl0-25", "rand-hierarchy-16-4-32-me-0.75-l0-30-4kl0-24"]
 LATER_NAMES = ["hierarchy-1024-8-1l-me-1.0-l0-36-4kl0-25", "hierarchy-128-2-6l-me-1.0-l0-34-4kl0-25"]
-ALL_NAMES = ["base", "base-v1", *SEED_NAMES, *LATER_NAMES]
+V2_NAMES = [f"v2/{n}" for n in SEED_NAMES]  # the same variations on the v2 base
+ALL_NAMES = ["base", "base-v1", *SEED_NAMES, *LATER_NAMES, *V2_NAMES]
+# exported and loaded in sae_lens at 16k: every published preset, and one v2 form per family
+ROUND_TRIP = ["base", "base-v1", *SEED_NAMES, *LATER_NAMES, "v2/std-2.5", "v2/d-512",
+              "v2/n-4096", "v2/rel-p-1.5", "v2/hierarchy-128-128-me-1.0-l0-40-4kl0-25"]
 OUR_SAMPLES = 4096  # synthviz's measurement at export (fast sampler)
 SL_SAMPLES = 512  # sae_lens samples densely, about 660 samples/s at 16k on an idle CPU
 Z = 5.0  # standard errors allowed in sampled comparisons
@@ -62,20 +66,65 @@ def test_presets_lists_every_name(capsys):
     assert main(["presets"]) == 0
     listed = capsys.readouterr().out.split()
     assert listed == list(PRESETS)
-    assert set(ALL_NAMES) <= set(listed) and len(listed) == len(set(listed)) >= 21
+    assert listed == ALL_NAMES and len(listed) == len(set(listed)) == 38
     assert main(["presets", "--verbose"]) == 0
     rows = [r.split("\t") for r in capsys.readouterr().out.strip().splitlines()]
+    assumptions = {r[0]: r[3] for r in rows}
+    rows = [r[:3] for r in rows]
     assert [r[0] for r in rows] == listed
     families = {r[0]: r[1] for r in rows}
     assert families["d-512"] == "superposition" and families["rel-p-0.5"] == \
         "relative-firing-probability" and families["std-0"] == "firing-magnitude-stdev"
     assert families["n-4096"] == "truncate-num-features" and families["base-v1"] == "base"
     assert all(families[n] == "misc" for n in ALL_NAMES if "hierarchy" in n)
+    assert all(families[f"v2/{n}"] == families[n] for n in SEED_NAMES)
     for name, family, description in rows:
         assert len(description) > 40, name
     misc = {r[0]: r[2] for r in rows if r[1] == "misc"}
     assert "max depth 3" in misc["rand-hierarchy-16-4-32-me-0.75-l0-30-4kl0-24"]
-    assert all("Reconstruction" in d for d in misc.values())
+    assert all("Reconstruction" in assumptions[n] for n in misc)
+    assert all(assumptions[n] for n in listed)
+
+
+def test_the_seed_variations_are_built_on_v1_and_offered_on_v2():
+    """The published variations were made from synth-sae-bench-16k-v1 (no child rescaling)."""
+    from synthviz.presets import Preset
+
+    assert PRESETS["base-v1"].variation.rescale is False and PRESETS["base-v1"].base == "base"
+    for name in SEED_NAMES:
+        v1, v2 = PRESETS[name], PRESETS[f"v2/{name}"]
+        assert isinstance(v1, Preset) and v1.base == "base-v1" and v1.base_version == "v1"
+        assert v2.base == "base" and v2.base_version == "v2"
+        assert v1.variation == v2.variation and v1.variation.rescale is None
+        assert "v1" in v1.assumptions and "v2" in v2.assumptions
+    for name in LATER_NAMES:
+        assert PRESETS[name].base == "base" and "assumed" in PRESETS[name].assumptions
+    for name in ("base", "base-v1"):
+        assert PRESETS[name].assumptions
+    for name in ALL_NAMES:
+        if PRESETS[name].family == "misc":
+            assert "Reconstruction" in PRESETS[name].assumptions
+    assert "child rescaling off" in PRESETS["rand-hierarchy-16-4-32-me-0.75-l0-30-4kl0-24"
+                                            ].assumptions
+    assert "child rescaling on" in PRESETS["v2/rand-hierarchy-16-4-32-me-0.75-l0-30-4kl0-24"
+                                           ].assumptions
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, rescale", [("std-2.5", False), ("v2/std-2.5", True)])
+def test_cli_export_std_2_5_writes_the_published_config(name, rescale, tmp_path, capsys):
+    from synthviz.cli import main
+
+    out = tmp_path / "x"
+    assert main(["export", name, "--out", str(out), "--samples", "0", "--device", "cpu"]) == 0, \
+        capsys.readouterr().err
+    cfg = json.loads((out / "synthetic_model_config.json").read_text())
+    assert cfg["hierarchy"]["scale_children_by_parent"] is rescale
+    assert cfg["std_firing_magnitudes"] == 2.5
+    theirs = sl_synth.SyntheticModelConfig.from_dict(cfg)
+    assert theirs.hierarchy.scale_children_by_parent is rescale
+    hierarchy = json.loads((out / "hierarchy.json").read_text())
+    assert any(r["scale_children_by_parent"] for r in hierarchy["roots"]) is rescale
 
 
 # ------------------------------------------------------------------------------ round trip
@@ -95,7 +144,7 @@ def _one_thread():
     return ctx()
 
 
-@pytest.mark.parametrize("name", [_marks(n) for n in ALL_NAMES])
+@pytest.mark.parametrize("name", [_marks(n) for n in ROUND_TRIP])
 def test_preset_exports_and_loads_in_sae_lens_as_the_same_model(name, export_root):
     model, folder, stats = _export(name, export_root)
     theirs = sl_synth.SyntheticModel.load_from_disk(folder)
@@ -146,7 +195,7 @@ def test_base_and_base_v1(export_root):
 def test_superposition_sizes(d, export_root):
     from synthviz.model import make_dictionary
 
-    base, _, base_stats = _export("base", export_root)
+    base, _, base_stats = _export("base-v1", export_root)  # as published
     model, _, stats = _export(f"d-{d}", export_root)
     assert model.feature_vectors.shape == (16384, d) and model.bias.shape == (d,)
     assert model.cfg.hidden_dim == d
@@ -166,11 +215,15 @@ def test_superposition_sizes(d, export_root):
 @pytest.mark.slow
 @pytest.mark.parametrize("n", [4096, 8192])
 def test_truncation_sizes(n, export_root):
-    base, _, base_stats = _export("base", export_root)
+    base, _, base_stats = _export("base-v1", export_root)  # as published
     model, _, stats = _export(f"n-{n}", export_root)
     assert model.feature_vectors.shape == (n, 768) and model.firing_probabilities.shape == (n,)
     assert model.correlation_factor.shape == (n, 25) and model.forest.num_features == n
-    assert torch.equal(model.firing_probabilities, base.firing_probabilities[:n])
+    # the base's prefix (the cut is at a group boundary), as the truncated config regenerates it
+    from synthviz.model import regenerated_probabilities
+    assert torch.equal(model.firing_probabilities, regenerated_probabilities(model.cfg, model.forest))
+    torch.testing.assert_close(model.firing_probabilities, base.firing_probabilities[:n], atol=0,
+                               rtol=1e-5)
     assert model.forest.num_nodes == n  # the base's trees cover the first 10880 features
     # the first 4096 features behave as in the base
     se = math.hypot(stats["l0_first_k_se"], base_stats["l0_first_k_se"])
@@ -200,7 +253,7 @@ def _top_level_residuals(model, samples=4096, seed=3):
 @pytest.mark.slow
 @pytest.mark.parametrize("s", [0.0, 0.1, 0.5, 2.5])
 def test_magnitude_std(s, export_root):
-    base, _, _ = _export("base", export_root)
+    base, _, _ = _export("base-v1", export_root)  # as published
     model, _, _ = _export(f"std-{s:g}", export_root)
     assert torch.equal(model.std_magnitudes, torch.full((16384,), s))
     assert model.cfg.std_firing_magnitudes == s
@@ -222,7 +275,7 @@ def test_magnitude_std(s, export_root):
 @pytest.mark.slow
 @pytest.mark.parametrize("k", [0.1, 0.25, 0.5, 0.75, 1.25, 1.5])
 def test_relative_probability_scales_l0(k, export_root):
-    base, _, base_stats = _export("base", export_root)
+    base, _, base_stats = _export("base-v1", export_root)  # as published
     model, _, stats = _export(f"rel-p-{k:g}", export_root)
     assert abs(stats["l0"] / base_stats["l0"] / k - 1) < 0.08
     assert abs(stats["l0_first_k"] / base_stats["l0_first_k"] / k - 1) < 0.08

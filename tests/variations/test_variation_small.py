@@ -189,11 +189,17 @@ def test_std_is_constant_and_shares_the_rest(small_model):
 def test_truncation_keeps_a_prefix_of_everything(small_model, n, tmp_path):
     ours = Variation(num_features=n).apply(small_model)
     assert ours.num_features == n and ours.cfg.num_features == n
-    for name in ("feature_vectors", "firing_probabilities", "correlation_factor",
-                 "correlation_diag"):
+    for name in ("feature_vectors", "correlation_factor", "correlation_diag"):
         t, src = getattr(ours, name), getattr(small_model, name)
         assert _same_storage(t, src), f"{name} should be a view"
         assert torch.equal(t, src[:n]), name
+    # probabilities: what the truncated config regenerates for the pruned forest (as sae_lens
+    # does), which is the full model's prefix to rounding except where the cut splits a group
+    from synthviz.model import regenerated_probabilities
+    assert torch.equal(ours.firing_probabilities,
+                       regenerated_probabilities(ours.cfg, ours.forest))
+    if "truncation_probability_max_diff" not in ours.notes:
+        assert _same_storage(ours.firing_probabilities, small_model.firing_probabilities)
     f, g = ours.forest, small_model.forest
     assert all(c < n for kids in f.children.values() for c in kids)
     assert f.roots == [r for r in g.roots if r < n]
