@@ -227,9 +227,6 @@ class Forest:
 
 def generate_forest(num_features: int, cfg: HierarchyConfig, seed: int | None) -> Forest:
     """Breadth-first generation with the same random stream as sae_lens (Python `random`)."""
-    if cfg.total_root_nodes > num_features:
-        raise ConfigError(f"fewer features ({num_features}) than hierarchy roots "
-                          f"({cfg.total_root_nodes})")
     rng = random.Random(seed)
     lo, hi = cfg.branching_range
     next_idx = 0

@@ -290,12 +290,14 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "auto",
         factor, diag, notes["correlation_rows_rescaled"] = make_correlation(
             n, cfg.correlation.rank, cfg.correlation.correlation_scale, cfg.sub_seed(4))
     vectors, bias = make_dictionary(n, cfg.hidden_dim, cfg.bias, cfg.seed)
-    if cfg.orthogonalization is not None and cfg.orthogonalization.num_steps > 0:
-        vectors = orthogonalize(vectors.to(dev), cfg.orthogonalization.num_steps,
+    if cfg.orthogonalization is not None:
+        # with no effective step sae_lens still normalizes once more (a last-bit change)
+        vectors = orthogonalize(vectors.to(dev), cfg.orthogonalization.effective_steps,
                                 cfg.orthogonalization.lr, progress=progress).cpu()
     base_p = cfg.firing_probability.generate(n, seed=cfg.sub_seed(0))
     p, notes["probabilities_clamped"] = compensated_probabilities(
         base_p, forest, bool(cfg.hierarchy and cfg.hierarchy.compensate_probabilities))
+    check_probabilities(p)
     std = magnitude_values(cfg.std_firing_magnitudes, n, cfg.sub_seed(1))
     mean = magnitude_values(cfg.mean_firing_magnitudes, n, cfg.sub_seed(2))
     dt = cfg.torch_dtype
@@ -306,6 +308,16 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "auto",
         correlation_diag=None if diag is None else diag.to(dt), device=dev, notes=notes)
     validate_rescale(model)
     return model
+
+
+def check_probabilities(p: torch.Tensor) -> None:
+    """Refuse probabilities sae_lens cannot sample: torch.bernoulli rejects them, and its copula
+    path turns them into NaN thresholds (such a feature would silently never fire)."""
+    bad = (p < 0) | (p > 1) | ~torch.isfinite(p)
+    if bool(bad.any()):
+        v = float(p[bad][0])
+        raise ConfigError(f"firing_probability: {int(bad.sum())} feature probabilities lie outside "
+                          f"[0, 1] (e.g. {v:g}), which sae_lens cannot sample either")
 
 
 def validate_rescale(model: SynthModel) -> None:

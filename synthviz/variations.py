@@ -377,9 +377,9 @@ def build_dictionary(cfg: ModelConfig, num_features: int, hidden_dim: int,
     check_memory(num_features, hidden_dim)
     vectors, bias = make_dictionary(num_features, hidden_dim, cfg.bias, cfg.seed)
     ortho = cfg.orthogonalization
-    if ortho is not None and ortho.num_steps > 0:
+    if ortho is not None:  # as build_model: even zero steps normalize once more
         from synthviz.device import resolve_device
-        vectors = orthogonalize(vectors.to(resolve_device(device)), ortho.num_steps, ortho.lr,
+        vectors = orthogonalize(vectors.to(resolve_device(device)), ortho.effective_steps, ortho.lr,
                                 progress=progress).cpu()
     dt = cfg.torch_dtype
     vectors, bias = vectors.to(dt).contiguous(), bias.to(dt).contiguous()
