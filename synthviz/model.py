@@ -226,7 +226,10 @@ def l0_upper_bound(model: SynthModel) -> float:
             par = f.parent[idx]
             q[idx] = p[idx] * q[par]
             s = torch.zeros_like(q).index_add_(0, par, q[idx])
-            over = f.me_mask[par] & (s[par] > q[par])
+            # with organizational nodes a parent's children may form several groups: skip the
+            # ME reduction there (the bound only grows)
+            me = f.me_mask[par] if f.org is None else torch.zeros_like(par, dtype=torch.bool)
+            over = me & (s[par] > q[par])
             q[idx] = torch.where(over, q[idx] * q[par] / s[par].clamp(min=1e-300), q[idx])
     bound = float(q.sum())
     model._tables["l0_bound"] = bound
@@ -322,8 +325,8 @@ def check_probabilities(p: torch.Tensor) -> None:
 
 def validate_rescale(model: SynthModel) -> None:
     f = model.forest
-    if f is not None and f.rescale:
-        parents = torch.tensor(sorted(q for q in f.rescale if f.children.get(q)), dtype=torch.long)
+    if f is not None and (f.rescale or f.org is not None):
+        parents = torch.tensor(f.rescaling_parents, dtype=torch.long)
         if parents.numel() and not bool((model.mean_magnitudes[parents] > 0).all()):
             raise ConfigError("mean firing magnitudes must be > 0 for parents that rescale children")
 

@@ -176,7 +176,7 @@ def _chain_rates(cand: torch.Tensor, ti: _TreeIndex) -> torch.Tensor:
         win[targets] = wp.permute(1, 2, 0)[valid]
     rate = torch.empty_like(cand)
     a, b = ti.slices[0]
-    rate[a:b] = cand[a:b]
+    rate[a:b] = cand[a:b] * win[a:b]  # top-level ME groups (organizational parents)
     for a, b in ti.slices[1:]:
         torch.mul(rate[ti.parent[a:b]], cand[a:b], out=rate[a:b]).mul_(win[a:b])
     return rate

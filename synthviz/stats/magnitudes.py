@@ -149,11 +149,11 @@ def _range_from_model(model) -> float:
     hi = (mu + 4 * sd).clamp(min=0)
     f = model.forest
     if f is not None:
-        resc = f.rescale_mask
+        resc = f.child_rescale_mask
         for level in f.levels[1:]:
             c = torch.tensor(level, dtype=torch.long)
             q = f.parent[c]
-            scale = torch.where(resc[q] & (mu[q] > 0), hi[q] / mu[q].clamp(min=1e-300),
+            scale = torch.where(resc[c] & (mu[q] > 0), hi[q] / mu[q].clamp(min=1e-300),
                                 torch.ones_like(hi[q]))
             hi[c] = hi[c] * scale
     top = float(torch.quantile(hi.float(), 0.99)) if hi.numel() > 1 else float(hi.max())
