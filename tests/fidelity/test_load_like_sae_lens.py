@@ -26,6 +26,7 @@ from tests.fidelity.parity import (active_sae_lens, active_synthviz, compare, pa
                                    sae_lens_folder)
 
 logging.getLogger("sae_lens").setLevel(logging.ERROR)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 BASE = {
     "num_features": 60, "hidden_dim": 8,
