@@ -216,6 +216,8 @@ def _slots(qbar: torch.Tensor, k: int, gen: torch.Generator | None
         seg, pos, rate = seg[on], pos[on], rate[on]
         out_s.append(seg)
         out_p.append(pos)
+    if not out_s:  # every bound is 0: no slot is on
+        return seg, pos
     return torch.cat(out_s), torch.cat(out_p)
 
 

@@ -312,3 +312,13 @@ def test_hierarchies_sae_lens_cannot_use_are_refused(case, tmp_path):
     assert words in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(Exception):
         SyntheticModel.load_from_disk(folder).activation_generator.sample(10)
+
+
+@pytest.mark.parametrize("method", ["sparse", "dense"])
+def test_features_that_never_fire_sample_nothing(method):
+    # a constant probability of 0: sae_lens samples all-zero activations; so must synthviz
+    d = dict(copy.deepcopy(BASE), hierarchy=None,
+             firing_probability={"generator_name": "constant", "probability": 0.0})
+    model = build_model(ModelConfig.from_dict(d), device="cpu")
+    _, rows, _, _ = model.sample_entries(100, seed=0, method=method)
+    assert rows.numel() == 0
