@@ -112,7 +112,7 @@ def sae_lens_config(draw, max_n: int = 200):
         "std_firing_magnitudes": draw(magnitude(positive=False)),
         # positive means: sae_lens refuses to rescale children of a parent with mean <= 0
         "mean_firing_magnitudes": draw(magnitude(positive=True)),
-        "bias": draw(st.none() | st.booleans() | st.floats(-2.0, 2.0, **finite)),
+        "bias": draw(st.none() | st.booleans() | st.floats(-2.0, -0.01) | st.floats(0.0, 2.0)),
         "dtype": draw(st.sampled_from(["float32", "float64"])),
         "seed": draw(st.integers(0, 10_000)),
     }
@@ -147,25 +147,52 @@ def test_built_models_match_sae_lens(d, method):
 
 @st.composite
 def org_forest(draw, n: int):
-    """A hierarchy.json over a subset of the features, with organizational nodes anywhere."""
-    feats = draw(st.permutations(range(n)))[:draw(st.integers(1, min(n, 24)))]
-    items = [("f", f) for f in feats] + [("o", i) for i in range(draw(st.integers(1, 5)))]
-    items = draw(st.permutations(items))
+    """A hierarchy.json over a subset of the features: a random feature forest, then
+    organizational nodes that take over some children of a node (or some top-level nodes)."""
+    feats = draw(st.permutations(range(n)))[:draw(st.integers(2, min(n, 24)))]
     nodes: list[dict] = []
     roots: list[dict] = []
-    for kind, v in items:
-        nd = {"mutually_exclusive_children": draw(st.booleans()),
-              "scale_children_by_parent": draw(st.booleans()), "children": []}
-        if kind == "f":
-            nd["feature_index"] = v
-        else:
-            nd["id"] = f"group-{v}"
+    flag = st.booleans()
+    for f in feats:
+        nd = {"feature_index": f, "mutually_exclusive_children": draw(flag),
+              "scale_children_by_parent": draw(flag), "children": []}
         parent = draw(st.integers(-1, len(nodes) - 1))
         (roots if parent < 0 else nodes[parent]["children"]).append(nd)
         nodes.append(nd)
+    for i in range(draw(st.integers(1, 4))):
+        host = draw(st.integers(-1, len(nodes) - 1))
+        kids = roots if host < 0 else nodes[host]["children"]
+        if not kids:
+            continue
+        take = sorted(draw(st.sets(st.integers(0, len(kids) - 1), min_size=min(2, len(kids)))))
+        grp = {"id": f"group-{i}", "mutually_exclusive_children": draw(st.booleans() | st.just(True)),
+               "scale_children_by_parent": draw(flag), "children": [kids[j] for j in take]}
+        rest = [k for j, k in enumerate(kids) if j not in take]
+        kids[:] = rest[:take[0]] + [grp] + rest[take[0]:]
+        nodes.append(grp)
     for nd in nodes:  # sae_lens refuses ME with fewer than 2 children
         nd["mutually_exclusive_children"] &= len(nd["children"]) >= 2
     return {"roots": roots}
+
+
+def test_organizational_strategy_reaches_every_kind_of_node():
+    from synthviz.hierarchy import Forest
+    seen: set = set()
+
+    @settings(SETTINGS, max_examples=SETTINGS.max_examples)
+    @given(org_case())
+    def collect(case):
+        d, h = case
+        f = Forest.from_dict(h, d["num_features"])
+        seen.update(k for k, hit in [
+            ("top-level group", any(p < 0 for p, _ in f.me_groups())),
+            ("nested group", any(p >= 0 and p not in f.me for p, _ in f.me_groups())),
+            ("scaled through an organizational node", f.org is not None and bool(f.org.rescaled - {
+                c for p in f.rescale for c in f.children.get(p, [])})),
+            ("correlated", d["correlation"] is not None)] if hit)
+
+    collect()
+    assert len(seen) == 4, seen
 
 
 @st.composite
