@@ -157,8 +157,8 @@ def _rates(q: torch.Tensor, st: _Structure) -> torch.Tensor:
 
 
 def _positive_magnitude(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """P(relu(mean + std * N(0, 1)) > 0) per feature."""
-    mean, std = mean.double(), std.double()
+    """P(relu(mean + std * N(0, 1)) > 0) per feature (a negative std acts as |std|)."""
+    mean, std = mean.double(), std.double().abs()
     z = torch.where(std > 0, mean / std.clamp(min=1e-300),
                     torch.where(mean > 0, torch.tensor(math.inf, dtype=torch.float64),
                                 torch.tensor(-math.inf, dtype=torch.float64)))

@@ -145,7 +145,7 @@ def _range_from_model(model) -> float:
     """99th percentile over features of a per-feature bound mu + 4 sigma, carried down rescaling
     parents (child bound times parent bound / mu_parent)."""
     mu = model.mean_magnitudes.detach().double().cpu()
-    sd = model.std_magnitudes.detach().double().cpu()
+    sd = model.std_magnitudes.detach().double().cpu().abs()  # the noise is symmetric
     hi = (mu + 4 * sd).clamp(min=0)
     f = model.forest
     if f is not None:

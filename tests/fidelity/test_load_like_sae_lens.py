@@ -322,3 +322,19 @@ def test_features_that_never_fire_sample_nothing(method):
     model = build_model(ModelConfig.from_dict(d), device="cpu")
     _, rows, _, _ = model.sample_entries(100, seed=0, method=method)
     assert rows.numel() == 0
+
+
+def test_a_negative_std_is_sampled_and_expected_like_its_absolute_value():
+    # sae_lens adds std * N(0, 1): a negative std gives the same law as |std|
+    from synthviz.l0_target import estimate_l0
+    from synthviz.stats.analytic import expected_rates
+
+    d = dict(copy.deepcopy(BASE), hierarchy=None, mean_firing_magnitudes=0.3)
+    neg = build_model(ModelConfig.from_dict(dict(d, std_firing_magnitudes=-1.0)), device="cpu")
+    pos = build_model(ModelConfig.from_dict(dict(d, std_firing_magnitudes=1.0)), device="cpu")
+    assert torch.equal(expected_rates(neg), expected_rates(pos))
+    assert estimate_l0(neg) == estimate_l0(pos)
+    problems = compare(active_synthviz(neg, SAMPLES, seed=1),
+                       active_sae_lens(sae_lens_model(dict(d, std_firing_magnitudes=-1.0)),
+                                       SAMPLES, seed=2), [])
+    assert not problems, problems[:5]
