@@ -216,11 +216,17 @@ def test_statistics_see_organizational_groups(pair):
     s = forest_summary(f)
     assert s.me_parents == len(f.me_groups())
     assert s.top_me_groups == sum(1 for p, _ in f.me_groups() if p < 0)
+    from synthviz.plots.hierarchy import create_tree_plot
+    org_rows = 0
     for r in f.roots:
         t = tree_table(f, r)
         feats = [x for x in t["feature"] if x >= 0]
         assert sorted(feats) == sorted(_subtree(f, r))
         assert all(p in t["feature"] for p in t["parent"][1:])
+        org_rows += sum(x < -1 for x in t["feature"])  # organizational nodes: ids -2, -3, ...
+        plot = create_tree_plot(t)
+        assert len(plot.Graph.I.nodes) == len(t["feature"])
+    assert org_rows > 0  # every hierarchy here has an organizational node below a feature
     # expected rates are exact without the copula: they match sae_lens's measured rates
     if ours.correlation_factor is None:
         measured = active_sae_lens(theirs, SAMPLES, seed=3).double().mean(0)
@@ -249,6 +255,16 @@ def test_l0_solver_handles_organizational_nodes(pair):
         est, _ = estimate_l0(ours)
         got = measure_l0(ours, SAMPLES, seed=2)
         assert abs(got["l0"] - est) < 4.5 * got["l0_se"], (got, est)
+
+
+def test_saved_organizational_models_sample_alike_in_sae_lens(pair, tmp_path):
+    from sae_lens.synthetic import SyntheticModel
+
+    ours, _, _ = pair
+    theirs = SyntheticModel.load_from_disk(ours.save(tmp_path / "saved"))
+    problems = compare(active_synthviz(ours, SAMPLES, seed=8),
+                       active_sae_lens(theirs, SAMPLES, seed=9), pairs_of(ours.forest))
+    assert not problems, problems[:5]
 
 
 def test_missing_hierarchy_json_is_generated_from_the_config(tmp_path):
