@@ -502,7 +502,9 @@ def hierarchy_config_for(cfg: ModelConfig, v: Variation) -> HierarchyConfig | No
         if value is not None:
             changes[key] = value
     new = dataclasses.replace(cur, **changes)
-    if new.total_root_nodes > cfg.num_features:
+    # sae_lens accepts more roots than features (it stops when they run out): refuse only a
+    # variation asking for them
+    if v.roots is not None and new.total_root_nodes > cfg.num_features:
         raise ConfigError(f"hierarchy roots ({new.total_root_nodes}) exceed the number of "
                           f"features ({cfg.num_features})")
     if (new.mutually_exclusive_max_depth is not None

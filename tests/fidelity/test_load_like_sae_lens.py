@@ -354,3 +354,16 @@ def test_a_negative_std_is_sampled_and_expected_like_its_absolute_value():
                        active_sae_lens(sae_lens_model(dict(d, std_firing_magnitudes=-1.0)),
                                        SAMPLES, seed=2), [])
     assert not problems, problems[:5]
+
+
+def test_variations_of_a_model_with_more_roots_than_features():
+    # sae_lens builds such a config (roots stop when features run out); a variation that does
+    # not ask for more roots keeps working on it
+    from synthviz.variations import Variation
+
+    d = dict(copy.deepcopy(BASE), hierarchy=dict(H, total_root_nodes=100))
+    model = build_model(ModelConfig.from_dict(d), device="cpu")
+    varied = Variation(me_portion=1.0).apply(model)
+    theirs = sae_lens_model(dict(d, hierarchy=dict(H, total_root_nodes=100,
+                                                   mutually_exclusive_portion=1.0)))
+    assert varied.forest.to_dict() == theirs.hierarchy.to_dict()
