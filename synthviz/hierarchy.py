@@ -4,6 +4,12 @@ A `Forest` keeps, for every feature, its parent (-1 for roots and features outsi
 depth, and for every parent its children in order (CSR layout), whether its children are mutually
 exclusive (ME), and whether it rescales its children. Flat arrays make the level-by-level sampling
 and the statistics vectorized; `to_dict`/`from_dict` speak `hierarchy.json`.
+
+`hierarchy.json` may hold organizational nodes (no `feature_index`), as sae_lens allows. They are
+flattened the way sae_lens's modifier sees them: a feature's parent is its nearest ancestor with a
+feature, an ME node's features form one group (a group with no parent feature is always active),
+and a feature is scaled when its direct parent node says so. Such a forest keeps its nodes for
+writing back; consumers read `me_groups()`, `group_of` and `child_rescale_mask`.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 import torch
 
 from synthviz.config import HierarchyConfig
-from synthviz.errors import ConfigError, ModelFileError
+from synthviz.errors import ModelFileError
 
 MAX_HIERARCHY_NODES = 10_000_000
 

@@ -2,8 +2,9 @@
 
 Both draw from the process in sae_lens: a low-rank Gaussian copula decides firing, a firing
 feature gets relu(mu + sigma * N(0, 1)), then the hierarchy is applied level by level (a child is
-zeroed when its parent is inactive, or scaled by parent / mu_parent when the parent rescales; ME
-siblings keep one active child chosen uniformly), and the result is decoded.
+zeroed when its parent is inactive, or scaled by parent / mu_parent when the parent rescales; an
+ME group keeps one active member chosen uniformly, including groups of top-level features made by
+organizational nodes), and the result is decoded.
 
 Why the sparse path is exact: given the copula's shared factor eps, features fire independently
 with P(F_i . eps + sqrt(c_i) eta_i > t_i). A child's value is zero whenever its parent is
