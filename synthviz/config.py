@@ -168,10 +168,9 @@ class ConstantProbability(_Generator):
     probability: float = 0.1
 
     def __post_init__(self):
+        # sae_lens checks nothing here; a value outside [0, 1] is refused at build unless the
+        # hierarchy compensation clamps it back (see model.check_probabilities)
         _num(self.probability, "firing_probability.probability")
-        if not 0 <= self.probability <= 1:
-            raise ConfigError("firing_probability.probability must be in [0, 1], "
-                              f"got {self.probability}")
 
     def generate(self, n: int, seed: int | None = None) -> torch.Tensor:
         return torch.full((n,), self.probability, dtype=torch.float32)
@@ -345,8 +344,10 @@ class HierarchyConfig:
                 and self.mutually_exclusive_max_depth < self.mutually_exclusive_min_depth):
             raise ConfigError(f"{w}.mutually_exclusive_max_depth must be >= mutually_exclusive_min_depth")
         for name in ("compensate_probabilities", "scale_children_by_parent"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{w}.{name}: expected true or false")
+            # sae_lens reads these by truth value, so 0 and 1 work as well as false and true
+            v = getattr(self, name)
+            if not isinstance(v, (bool, int)) or v not in (0, 1):
+                raise ConfigError(f"{w}.{name}: expected true or false, got {v!r}")
 
     @property
     def branching_range(self) -> tuple[int, int]:
@@ -374,12 +375,17 @@ class OrthogonalizationConfig:
         self.num_steps = _int(self.num_steps, "orthogonalization.num_steps")
         self.chunk_size = _int(self.chunk_size, "orthogonalization.chunk_size")
         _num(self.lr, "orthogonalization.lr")
-        if self.num_steps < 0:
-            raise ConfigError("orthogonalization.num_steps must be non-negative")
-        if self.lr <= 0:
-            raise ConfigError("orthogonalization.lr must be positive")
-        if self.chunk_size < 1:
-            raise ConfigError("orthogonalization.chunk_size must be positive")
+        # sae_lens runs max(num_steps, 0) steps; torch's Adam refuses a negative lr; a chunk
+        # size of 0 stops its loop with an error, a negative one makes every step a no-op
+        if self.lr < 0:
+            raise ConfigError("orthogonalization.lr must be non-negative")
+        if self.chunk_size == 0:
+            raise ConfigError("orthogonalization.chunk_size must not be 0")
+
+    @property
+    def effective_steps(self) -> int:
+        """Adam steps that move the vectors (sae_lens's loop does nothing for the others)."""
+        return max(self.num_steps, 0) if self.chunk_size > 0 else 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -424,7 +430,7 @@ class ModelConfig:
     correlation: CorrelationConfig | None = None
     std_firing_magnitudes: Magnitude = 0.0
     mean_firing_magnitudes: Magnitude = 1.0
-    bias: bool | float = 1.0
+    bias: bool | float | None = 1.0
     dtype: str = "float32"
     seed: int | None = None
 
@@ -435,17 +441,12 @@ class ModelConfig:
             raise ConfigError(f"num_features must be at least 1, got {self.num_features}")
         if self.hidden_dim < 1:
             raise ConfigError(f"hidden_dim must be at least 1, got {self.hidden_dim}")
-        if not isinstance(self.bias, bool):
+        # a negative norm gives a bias pointing the other way, null none (as in sae_lens)
+        if self.bias is not None and not isinstance(self.bias, bool):
             _num(self.bias, "bias")
-            if self.bias < 0:
-                raise ConfigError(f"bias: norm must be non-negative, got {self.bias}")
         torch_dtype(self.dtype)
         self.seed = _int(self.seed, "seed", allow_none=True)
-        if (self.hierarchy is not None
-                and self.hierarchy.total_root_nodes > self.num_features):
-            raise ConfigError(
-                f"hierarchy.total_root_nodes ({self.hierarchy.total_root_nodes}) exceeds "
-                f"num_features ({self.num_features}): fewer features than hierarchy roots")
+        # total_root_nodes may exceed num_features: the generator stops when features run out
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -4,10 +4,17 @@ A `Forest` keeps, for every feature, its parent (-1 for roots and features outsi
 depth, and for every parent its children in order (CSR layout), whether its children are mutually
 exclusive (ME), and whether it rescales its children. Flat arrays make the level-by-level sampling
 and the statistics vectorized; `to_dict`/`from_dict` speak `hierarchy.json`.
+
+`hierarchy.json` may hold organizational nodes (no `feature_index`), as sae_lens allows. They are
+flattened the way sae_lens's modifier sees them: a feature's parent is its nearest ancestor with a
+feature, an ME node's features form one group (a group with no parent feature is always active),
+and a feature is scaled when its direct parent node says so. Such a forest keeps its nodes for
+writing back; consumers read `me_groups()`, `group_of` and `child_rescale_mask`.
 """
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,7 +23,7 @@ from typing import Any
 import torch
 
 from synthviz.config import HierarchyConfig
-from synthviz.errors import ConfigError, ModelFileError
+from synthviz.errors import ModelFileError
 
 MAX_HIERARCHY_NODES = 10_000_000
 
@@ -29,6 +36,9 @@ class Forest:
     me: set[int] = field(default_factory=set)  # parents whose children are mutually exclusive
     rescale: set[int] = field(default_factory=set)  # nodes with scale_children_by_parent
     feature_ids: dict[int, Any] = field(default_factory=dict)  # optional ids kept for round trips
+    # set when hierarchy.json has organizational nodes (no feature_index): the nodes as written,
+    # the ME groups and the children scaled by their parent (see `_flatten`)
+    org: OrgNodes | None = None
 
     # ------------------------------------------------------------------ derived arrays
     @cached_property
@@ -97,11 +107,45 @@ class Forest:
         return len(self.levels) - 1
 
     def me_groups(self) -> list[tuple[int, list[int]]]:
+        """(parent, members) of every mutually exclusive group; parent -1 for a group of
+        top-level features (made by an organizational node, which is always active)."""
+        if self.org is not None:
+            return self.org.groups
         return [(p, self.children[p]) for p in sorted(self.me) if len(self.children.get(p, [])) >= 2]
+
+    @cached_property
+    def group_of(self) -> torch.Tensor:
+        """ME group index of each feature (into `me_groups()`), -1 for none."""
+        g = torch.full((self.num_features,), -1, dtype=torch.long)
+        for i, (_, kids) in enumerate(self.me_groups()):
+            g[torch.tensor(kids, dtype=torch.long)] = i
+        return g
+
+    @cached_property
+    def group_parent(self) -> torch.Tensor:
+        return torch.tensor([p for p, _ in self.me_groups()], dtype=torch.long)
+
+    @cached_property
+    def child_rescale_mask(self) -> torch.Tensor:
+        """Features scaled by parent / mu_parent instead of gated by their parent."""
+        if self.org is not None:
+            m = torch.zeros(self.num_features, dtype=torch.bool)
+            if self.org.rescaled:
+                m[torch.tensor(sorted(self.org.rescaled), dtype=torch.long)] = True
+            return m
+        par = self.parent
+        return (par >= 0) & self.rescale_mask[par.clamp(min=0)]
+
+    @property
+    def rescaling_parents(self) -> list[int]:
+        """Features whose activation scales at least one child."""
+        return sorted(set(self.parent[self.child_rescale_mask].tolist()))
 
     # ------------------------------------------------------------------ operations
     def truncate(self, n: int) -> Forest:
         """Keep features below n; a parent left with fewer than 2 children loses ME."""
+        if self.org is not None:
+            return _from_nodes(_truncate_nodes(self.org.nodes, n), n)
         kept_children = {p: [c for c in kids if c < n] for p, kids in self.children.items() if p < n}
         roots = [r for r in self.roots if r < n]
         me = {p for p in self.me if p < n and len(kept_children.get(p, [])) >= 2}
@@ -115,6 +159,8 @@ class Forest:
         A child gets 1 / p_parent; an ME child also gets 1 + (sum of its siblings' p) / p_parent.
         Python floats are used per node so the result equals sae_lens's bit for bit.
         """
+        if self.org is not None:
+            return self._org_correction(base_p)
         corr = torch.ones(self.num_features, dtype=base_p.dtype)
         p_list = base_p.tolist()
         # factors gathered per node in Python floats, then written in bulk: the same roundings
@@ -137,9 +183,36 @@ class Forest:
             corr[torch.tensor(me_idx)] *= torch.tensor(me_val, dtype=torch.float64).to(corr.dtype)
         return corr
 
+    def _org_correction(self, base_p: torch.Tensor) -> torch.Tensor:
+        """sae_lens's rule with organizational nodes: a node without a feature passes its
+        parent's probability (1 at the top) to its children, and its ME group uses it too."""
+        corr = torch.ones(self.num_features, dtype=base_p.dtype)
+        p_list = base_p.tolist()
+        idx, val, me_idx, me_val = [], [], [], []
+        for par, kids in self.children.items():
+            pp = p_list[par]
+            if pp > 0 and kids:
+                idx += kids
+                val += [1.0 / pp] * len(kids)
+        for par, kids in self.me_groups():
+            pp = p_list[par] if par >= 0 else 1.0
+            if pp > 0 and len(kids) >= 2:
+                total = sum(p_list[c] for c in kids)
+                me_idx += kids
+                me_val += [1.0 + max(0.0, total - p_list[c]) / pp for c in kids]
+        if idx:
+            corr[torch.tensor(idx)] = torch.tensor(val, dtype=torch.float64).to(corr.dtype)
+        if me_idx:
+            corr[torch.tensor(me_idx)] *= torch.tensor(me_val, dtype=torch.float64).to(corr.dtype)
+        return corr
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Forest):
             return NotImplemented
+        if (self.org is None) != (other.org is None):
+            return False
+        if self.org is not None:
+            return self.num_features == other.num_features and self.org.nodes == other.org.nodes
         norm = lambda f: {p: k for p, k in f.children.items() if k}  # noqa: E731
         return (self.roots == other.roots and norm(self) == norm(other)
                 and self.me == other.me and self.rescale == other.rescale
@@ -147,6 +220,9 @@ class Forest:
 
     # ------------------------------------------------------------------ hierarchy.json
     def to_dict(self) -> dict[str, Any]:
+        if self.org is not None:
+            return {"roots": copy.deepcopy(self.org.nodes)}
+
         def node(f: int) -> dict[str, Any]:
             return {
                 "feature_index": f,
@@ -159,32 +235,39 @@ class Forest:
 
     @classmethod
     def from_dict(cls, d: Any, num_features: int, where: str = "hierarchy.json") -> Forest:
-        """Parse and validate: indices in range, no duplicates, no cycles, ME needs 2 children."""
-        if not isinstance(d, dict) or not isinstance(d.get("roots"), list):
-            raise ModelFileError(f"{where}: expected an object with a 'roots' list")
-        roots: list[int] = []
-        children: dict[int, list[int]] = {}
-        me: set[int] = set()
-        rescale: set[int] = set()
-        ids: dict[int, Any] = {}
-        seen: set[int] = set()
-        allowed = {"feature_index", "mutually_exclusive_children", "scale_children_by_parent",
-                   "feature_id", "id", "children"}
-        stack: list[tuple[Any, int | None]] = [(r, None) for r in reversed(d["roots"])]
-        count = 0
-        while stack:
-            nd, par = stack.pop()
-            count += 1
-            if count > MAX_HIERARCHY_NODES:
-                raise ModelFileError(f"{where}: more than {MAX_HIERARCHY_NODES} nodes")
-            if not isinstance(nd, dict):
-                raise ModelFileError(f"{where}: a node is not an object: {str(nd)[:60]}")
-            extra = set(nd) - allowed
-            if extra:
-                raise ModelFileError(f"{where}: unknown node field(s) {sorted(extra)}")
-            f = nd.get("feature_index")
-            if f is None:
-                raise ModelFileError(f"{where}: nodes without feature_index are not supported")
+        """Parse and validate as sae_lens reads it: nodes may lack feature_index (organizational
+        nodes) and carry fields it ignores; indices must be in range and appear once."""
+        return _from_nodes(_parse_nodes(d, num_features, where), num_features)
+
+
+@dataclass(eq=False)
+class OrgNodes:
+    nodes: list[dict[str, Any]]  # normalized hierarchy.json roots, as written back
+    groups: list[tuple[int, list[int]]]
+    rescaled: set[int]
+
+
+_FLAGS = ("mutually_exclusive_children", "scale_children_by_parent")
+
+
+def _parse_nodes(d: Any, num_features: int, where: str) -> list[dict[str, Any]]:
+    """Normalized node dicts (sae_lens's own hierarchy.json fields), validated, iteratively."""
+    if not isinstance(d, dict) or not isinstance(d.get("roots"), list):
+        raise ModelFileError(f"{where}: expected an object with a 'roots' list")
+    out: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    stack: list[tuple[Any, list]] = [(r, out) for r in reversed(d["roots"])]
+    count = 0
+    while stack:
+        nd, dest = stack.pop()
+        count += 1
+        if count > MAX_HIERARCHY_NODES:
+            raise ModelFileError(f"{where}: more than {MAX_HIERARCHY_NODES} nodes")
+        if not isinstance(nd, dict):
+            raise ModelFileError(f"{where}: a node is not an object: {str(nd)[:60]}")
+        f = nd.get("feature_index")
+        name = f"feature {f}" if f is not None else f"node {str(nd.get('id', ''))[:40]!r}"
+        if f is not None:
             if isinstance(f, bool) or not isinstance(f, int):
                 raise ModelFileError(f"{where}: feature_index must be an integer, got {f!r}")
             if not 0 <= f < num_features:
@@ -194,42 +277,87 @@ class Forest:
                 raise ModelFileError(
                     f"{where}: feature_index {f} appears more than once (duplicate or cycle)")
             seen.add(f)
-            if par is None:
+        kids = nd.get("children", [])
+        if not isinstance(kids, list):
+            raise ModelFileError(f"{where}: children of {name} must be a list")
+        flags = {}
+        for flag in _FLAGS:
+            v = nd.get(flag, False)
+            # sae_lens reads these by truth value; a string is refused ("false" would be true)
+            if v is not None and not isinstance(v, (bool, int, float)):
+                raise ModelFileError(f"{where}: {flag} of {name} must be true or false, got {v!r}")
+            flags[flag] = bool(v)
+        if flags["mutually_exclusive_children"] and len(kids) < 2:
+            raise ModelFileError(f"{where}: {name} has mutually exclusive children but only "
+                                 f"{len(kids)} child(ren); ME needs at least 2")
+        fid = nd.get("feature_id", nd.get("id"))
+        node = {"feature_index": f, **flags, "feature_id": fid, "children": []}
+        dest.append(node)
+        stack.extend((k, node["children"]) for k in reversed(kids))
+    return out
+
+
+def _from_nodes(nodes: list[dict[str, Any]], num_features: int) -> Forest:
+    """The feature-level forest of a node tree, as sae_lens's modifier sees it: a feature's
+    parent is its nearest ancestor with a feature (none: top level); it is scaled when its
+    direct parent node (feature or not) has scale_children_by_parent; an ME node's features
+    among its children form one group, whose parent is that nearest feature (or none)."""
+    roots: list[int] = []
+    children: dict[int, list[int]] = {}
+    me: set[int] = set()
+    rescale: set[int] = set()
+    ids: dict[int, Any] = {}
+    groups: list[tuple[int, list[int]]] = []
+    rescaled: set[int] = set()
+    has_org = False
+    stack = [(nd, -1, False) for nd in reversed(nodes)]
+    while stack:
+        nd, eff, scaled = stack.pop()
+        f = nd["feature_index"]
+        kids = nd["children"]
+        if f is None:
+            has_org = True
+            below = eff
+        else:
+            below = f
+            if eff < 0:
                 roots.append(f)
             else:
-                children.setdefault(par, []).append(f)
-            kids = nd.get("children", [])
-            if not isinstance(kids, list):
-                raise ModelFileError(f"{where}: children of feature {f} must be a list")
-            for flag in ("mutually_exclusive_children", "scale_children_by_parent"):
-                if not isinstance(nd.get(flag, False), bool):
-                    raise ModelFileError(f"{where}: {flag} of feature {f} must be true or false, "
-                                         f"got {nd[flag]!r}")
-            if nd.get("mutually_exclusive_children", False):
-                if len(kids) < 2:
-                    raise ModelFileError(
-                        f"{where}: feature {f} has mutually exclusive children but only "
-                        f"{len(kids)} child(ren); ME needs at least 2")
-                me.add(f)
-            if nd.get("scale_children_by_parent", False):
-                rescale.add(f)
-            fid = nd.get("feature_id", nd.get("id"))
-            if fid is not None:
-                ids[f] = fid
+                children.setdefault(eff, []).append(f)
+                if scaled:
+                    rescaled.add(f)
             if kids:
                 children.setdefault(f, [])
-            # children are pushed reversed so they are visited, and stored, in order
-            stack.extend((k, f) for k in reversed(kids))
-        # DFS visits a parent before its children, so children lists are already in order
-        return cls(num_features=num_features, roots=roots, children=children, me=me,
-                   rescale=rescale, feature_ids=ids)
+            if nd["mutually_exclusive_children"]:
+                me.add(f)
+            if nd["scale_children_by_parent"]:
+                rescale.add(f)
+            if nd["feature_id"] is not None:
+                ids[f] = nd["feature_id"]
+        feats = [k["feature_index"] for k in kids if k["feature_index"] is not None]
+        if nd["mutually_exclusive_children"] and len(feats) >= 2:
+            groups.append((below, feats))
+        # pushed reversed so nodes are visited, and children stored, in order
+        stack.extend((k, below, nd["scale_children_by_parent"]) for k in reversed(kids))
+    org = OrgNodes(nodes, groups, rescaled) if has_org else None
+    return Forest(num_features=num_features, roots=roots, children=children, me=me,
+                  rescale=rescale, feature_ids=ids, org=org)
+
+
+def _truncate_nodes(nodes: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Drop features >= n with their subtrees; ME flags left with < 2 children are cleared."""
+    def keep(nd):
+        f = nd["feature_index"]
+        if f is not None and f >= n:
+            return None
+        kids = [k for k in (keep(c) for c in nd["children"]) if k is not None]
+        me = nd["mutually_exclusive_children"] and len(kids) >= 2
+        return {**nd, "mutually_exclusive_children": me, "children": kids}
+    return [k for k in (keep(r) for r in nodes) if k is not None]
 
 
 def generate_forest(num_features: int, cfg: HierarchyConfig, seed: int | None) -> Forest:
     """Breadth-first generation with the same random stream as sae_lens (Python `random`)."""
-    if cfg.total_root_nodes > num_features:
-        raise ConfigError(f"fewer features ({num_features}) than hierarchy roots "
-                          f"({cfg.total_root_nodes})")
     rng = random.Random(seed)
     lo, hi = cfg.branching_range
     next_idx = 0

@@ -29,7 +29,7 @@ from synthviz.cache import pid_alive as _pid_alive
 from synthviz.config import ModelConfig, magnitude_values
 from synthviz.device import resolve_device
 from synthviz.errors import ConfigError, HubError, ModelFileError, SynthvizError
-from synthviz.hierarchy import Forest
+from synthviz.hierarchy import Forest, generate_forest
 from synthviz.model import SynthModel, validate_rescale
 
 CONFIG_FILE = "synthetic_model_config.json"
@@ -296,13 +296,15 @@ def _safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     return out
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors; call after `_safetensors_header` has vetted the header and sizes."""
+def _read_safetensors(path: Path, names: set[str] | None = None) -> dict[str, torch.Tensor]:
+    """The tensors (only `names` when given: extra tensors are left unread, as sae_lens ignores
+    them); call after `_safetensors_header` has vetted the header and sizes."""
     try:
         out = {}
         with safe_open(str(path), framework="pt", device="cpu") as f:
             for key in f.keys():
-                out[key] = f.get_tensor(key)
+                if names is None or key in names:
+                    out[key] = f.get_tensor(key)
         return out
     except ModelFileError:
         raise
@@ -371,7 +373,8 @@ def load_folder(folder: str | Path, device: str | torch.device = "auto",
     header = _safetensors_header(folder / WEIGHTS_FILE)
     n, d = cfg.num_features, cfg.hidden_dim
     expected = {"feature_vectors": (n, d), "bias": (d,), "firing_probabilities": (n,)}
-    if "correlation_factor" in header or "correlation_diag" in header:
+    # sae_lens reads the copula when correlation_factor is present and ignores other tensors
+    if "correlation_factor" in header:
         fac = header.get("correlation_factor")
         rank = fac[1][1] if fac is not None and len(fac[1]) == 2 else -1
         expected["correlation_factor"] = (n, rank)
@@ -379,9 +382,6 @@ def load_folder(folder: str | Path, device: str | torch.device = "auto",
     missing = sorted(set(expected) - set(header))
     if missing:
         raise ModelFileError(f"{WEIGHTS_FILE}: missing tensor(s) {missing}")
-    extra = sorted(set(header) - set(expected))
-    if extra:
-        raise ModelFileError(f"{WEIGHTS_FILE}: unexpected tensor(s) {extra}")
     for name, shape in expected.items():
         dtype, got = header[name]
         where = f"{WEIGHTS_FILE}: tensor '{name}'"
@@ -390,7 +390,7 @@ def load_folder(folder: str | Path, device: str | torch.device = "auto",
         if got != shape:
             raise ModelFileError(f"{where} has shape {got}; expected {shape}")
     _check_load_memory(folder / WEIGHTS_FILE, n, d)
-    tensors = _read_safetensors(folder / WEIGHTS_FILE)
+    tensors = _read_safetensors(folder / WEIGHTS_FILE, set(expected))
     for name, shape in expected.items():
         _check_tensor(name, tensors[name], shape)
     p = tensors["firing_probabilities"]
@@ -402,6 +402,9 @@ def load_folder(folder: str | Path, device: str | torch.device = "auto",
     if (folder / HIERARCHY_FILE).is_file():
         forest = Forest.from_dict(_read_json(folder / HIERARCHY_FILE, MAX_HIERARCHY_BYTES), n,
                                   where=HIERARCHY_FILE)
+    elif cfg.hierarchy is not None:
+        # without hierarchy.json sae_lens generates the forest from the config and its seed
+        forest = generate_forest(n, cfg.hierarchy, cfg.sub_seed(3))
     dt = cfg.torch_dtype
     model = SynthModel(
         cfg=cfg, feature_vectors=tensors["feature_vectors"], bias=tensors["bias"],

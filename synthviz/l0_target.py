@@ -65,37 +65,41 @@ class _Structure:
     """Flat arrays of a forest for vectorized compensation and rate estimates."""
     n: int
     parent: torch.Tensor | None  # [N] long, -1 for none
-    me_child: torch.Tensor | None  # [N] bool: child of an ME parent with >= 2 children
-    levels: list  # per depth >= 1: (children, parents, me groups (sib [G, K], valid) or None)
+    group: torch.Tensor | None  # [N] long: ME group of the feature, -1 for none
+    group_parent: torch.Tensor | None  # [G] long: the group's parent feature, -1 for none
+    # per depth: (features, parents) (None at depth 0), then the ME groups whose members are at
+    # that depth (sib [G, K], valid) or None
+    levels: list
     max_group: int
 
     @classmethod
     def of(cls, forest: Forest | None, n: int) -> _Structure:
         if forest is None:
-            return cls(n, None, None, [], 0)
+            return cls(n, None, None, None, [], 0)
         parent = forest.parent.clone()
-        me_child = torch.zeros(n, dtype=torch.bool)
+        groups = forest.me_groups()
+        depth = forest.depth
+        at: dict[int, list[list[int]]] = {}
+        for q, kids in groups:  # members sit one below their parent (top level: depth 0)
+            at.setdefault(int(depth[q]) + 1 if q >= 0 else 0, []).append(kids)
         levels = []
         max_group = 0
-        for depth, nodes in enumerate(forest.levels):
-            if depth == 0:
-                continue
-            kids = torch.tensor(nodes, dtype=torch.long)
-            groups = [forest.children[q] for q in forest.levels[depth - 1]
-                      if q in forest.me and len(forest.children.get(q, [])) >= 2]
+        for d, nodes in enumerate(forest.levels):
+            kids = torch.tensor(nodes, dtype=torch.long) if d > 0 else None
             me = None
-            if groups:
-                k = max(len(g) for g in groups)
+            if d in at:
+                gs = at[d]
+                k = max(len(g) for g in gs)
                 max_group = max(max_group, k)
-                sib = torch.zeros(len(groups), k, dtype=torch.long)
-                valid = torch.zeros(len(groups), k, dtype=torch.bool)
-                for i, g in enumerate(groups):
+                sib = torch.zeros(len(gs), k, dtype=torch.long)
+                valid = torch.zeros(len(gs), k, dtype=torch.bool)
+                for i, g in enumerate(gs):
                     sib[i, :len(g)] = torch.tensor(g)
                     valid[i, :len(g)] = True
-                me_child[sib[valid]] = True
                 me = (sib, valid)
-            levels.append((kids, parent[kids], me))
-        return cls(n, parent, me_child, levels, max_group)
+            levels.append((kids, None if kids is None else parent[kids], me))
+        return cls(n, parent, forest.group_of.clone(), forest.group_parent.clone(), levels,
+                   max_group)
 
     def compensate(self, base_p: torch.Tensor) -> torch.Tensor:
         """sae_lens's compensation rule, vectorized (float64); not clamped."""
@@ -107,11 +111,17 @@ class _Structure:
         pp[has] = base_p[self.parent[has]]
         ok = has & (pp > 0)
         corr[ok] = 1.0 / pp[ok]
-        me = self.me_child & ok
+        me = self.group >= 0
         if me.any():
-            sums = torch.zeros_like(base_p).index_add_(0, self.parent[me], base_p[me])
-            others = (sums[self.parent[me]] - base_p[me]).clamp(min=0)
-            corr[me] = corr[me] * (1.0 + others / pp[me])
+            g = self.group[me]
+            gp = self.group_parent[g]
+            # an organizational group at the top level sees probability 1
+            node_p = torch.where(gp >= 0, base_p[gp.clamp(min=0)], torch.ones_like(base_p[me]))
+            sums = torch.zeros(len(self.group_parent), dtype=base_p.dtype).index_add_(
+                0, g, base_p[me])
+            others = (sums[g] - base_p[me]).clamp(min=0)
+            corr[me] = torch.where(node_p > 0, corr[me] * (1.0 + others / node_p.clamp(
+                min=1e-300)), corr[me])
         return base_p * corr
 
 
@@ -133,7 +143,8 @@ def _rates(q: torch.Tensor, st: _Structure) -> torch.Tensor:
     m = max(8, st.max_group // 2 + 2)  # exact for the degree-(K-1) generating polynomial
     t, w = _gauss_legendre(m)
     for kids, pars, me in st.levels:
-        a[kids] = a[pars] * q[kids]
+        if kids is not None:
+            a[kids] = a[pars] * q[kids]
         if me is not None:
             sib, valid = me
             qs = torch.where(valid, q[sib], torch.zeros((), dtype=q.dtype))
@@ -146,8 +157,8 @@ def _rates(q: torch.Tensor, st: _Structure) -> torch.Tensor:
 
 
 def _positive_magnitude(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """P(relu(mean + std * N(0, 1)) > 0) per feature."""
-    mean, std = mean.double(), std.double()
+    """P(relu(mean + std * N(0, 1)) > 0) per feature (a negative std acts as |std|)."""
+    mean, std = mean.double(), std.double().abs()
     z = torch.where(std > 0, mean / std.clamp(min=1e-300),
                     torch.where(mean > 0, torch.tensor(math.inf, dtype=torch.float64),
                                 torch.tensor(-math.inf, dtype=torch.float64)))
@@ -416,6 +427,8 @@ def _digest(model: SynthModel) -> str:
     if model.forest is not None:
         f = model.forest
         tensors += [f.parent, f.me_mask, f.rescale_mask]
+        if f.org is not None:  # organizational nodes: the groups and scaled children too
+            tensors += [f.group_of, f.group_parent, f.child_rescale_mask]
     if model.correlation_factor is not None:
         tensors += [model.correlation_factor, model.correlation_diag]
     for x in tensors:

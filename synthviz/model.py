@@ -237,7 +237,10 @@ def l0_upper_bound(model: SynthModel) -> float:
             par = f.parent[idx]
             q[idx] = p[idx] * q[par]
             s = torch.zeros_like(q).index_add_(0, par, q[idx])
-            over = f.me_mask[par] & (s[par] > q[par])
+            # with organizational nodes a parent's children may form several groups: skip the
+            # ME reduction there (the bound only grows)
+            me = f.me_mask[par] if f.org is None else torch.zeros_like(par, dtype=torch.bool)
+            over = me & (s[par] > q[par])
             q[idx] = torch.where(over, q[idx] * q[par] / s[par].clamp(min=1e-300), q[idx])
     bound = float(q.sum())
     model._tables["l0_bound"] = bound
@@ -302,12 +305,14 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "auto",
             n, cfg.correlation.rank, cfg.correlation.correlation_scale, cfg.sub_seed(4),
             dtype=cfg.torch_dtype)
     vectors, bias = make_dictionary(n, cfg.hidden_dim, cfg.bias, cfg.seed)
-    if cfg.orthogonalization is not None and cfg.orthogonalization.num_steps > 0:
-        vectors = orthogonalize(vectors.to(dev), cfg.orthogonalization.num_steps,
+    if cfg.orthogonalization is not None:
+        # with no effective step sae_lens still normalizes once more (a last-bit change)
+        vectors = orthogonalize(vectors.to(dev), cfg.orthogonalization.effective_steps,
                                 cfg.orthogonalization.lr, progress=progress).cpu()
     base_p = cfg.firing_probability.generate(n, seed=cfg.sub_seed(0))
     p, notes["probabilities_clamped"] = compensated_probabilities(
         base_p, forest, bool(cfg.hierarchy and cfg.hierarchy.compensate_probabilities))
+    check_probabilities(p)
     std = magnitude_values(cfg.std_firing_magnitudes, n, cfg.sub_seed(1))
     mean = magnitude_values(cfg.mean_firing_magnitudes, n, cfg.sub_seed(2))
     dt = cfg.torch_dtype
@@ -321,10 +326,20 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "auto",
     return model
 
 
+def check_probabilities(p: torch.Tensor) -> None:
+    """Refuse probabilities sae_lens cannot sample: torch.bernoulli rejects them, and its copula
+    path turns them into NaN thresholds (such a feature would silently never fire)."""
+    bad = (p < 0) | (p > 1) | ~torch.isfinite(p)
+    if bool(bad.any()):
+        v = float(p[bad][0])
+        raise ConfigError(f"firing_probability: {int(bad.sum())} feature probabilities lie outside "
+                          f"[0, 1] (e.g. {v:g}), which sae_lens cannot sample either")
+
+
 def validate_rescale(model: SynthModel) -> None:
     f = model.forest
-    if f is not None and f.rescale:
-        parents = torch.tensor(sorted(q for q in f.rescale if f.children.get(q)), dtype=torch.long)
+    if f is not None and (f.rescale or f.org is not None):
+        parents = torch.tensor(f.rescaling_parents, dtype=torch.long)
         if parents.numel() and not bool((model.mean_magnitudes[parents] > 0).all()):
             raise ConfigError("mean firing magnitudes must be > 0 for parents that rescale children")
 

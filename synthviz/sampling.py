@@ -2,8 +2,9 @@
 
 Both draw from the process in sae_lens: a low-rank Gaussian copula decides firing, a firing
 feature gets relu(mu + sigma * N(0, 1)), then the hierarchy is applied level by level (a child is
-zeroed when its parent is inactive, or scaled by parent / mu_parent when the parent rescales; ME
-siblings keep one active child chosen uniformly), and the result is decoded.
+zeroed when its parent is inactive, or scaled by parent / mu_parent when the parent rescales; an
+ME group keeps one active member chosen uniformly, including groups of top-level features made by
+organizational nodes), and the result is decoded.
 
 Why the sparse path is exact: given the copula's shared factor eps, features fire independently
 with P(F_i . eps + sqrt(c_i) eta_i > t_i). A child's value is zero whenever its parent is
@@ -58,8 +59,8 @@ class Tables:
     ptr: torch.Tensor | None  # children CSR
     idx: torch.Tensor | None
     has_kids: torch.Tensor | None
-    me: torch.Tensor | None
-    rescale: torch.Tensor | None
+    me: torch.Tensor | None  # parents whose children form one ME group (no organizational nodes)
+    rescale: torch.Tensor | None  # [N] the feature is scaled by its parent, not gated
     levels: list[tuple[torch.Tensor, torch.Tensor]]  # per depth >= 1: (features, parents)
     me_levels: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # (parents, siblings[G,K], valid)
     # copula values in one table: v_i = [F_i / s_i, -t_i / s_i] . [eps, 1]; fires when eta < v_i
@@ -72,6 +73,9 @@ class Tables:
     thin_c: torch.Tensor | None = None  # [blocks * THIN_BLOCK] p, padding 0 (independent)
     thin_qbar: torch.Tensor | None = None  # [blocks] largest p per block (independent only)
     thin_n: int = 0  # thinned features before padding (padding slots never fire)
+    # with organizational nodes: each feature's ME group (-1 none) and the number of groups
+    group: torch.Tensor | None = None
+    num_groups: int = 0
 
 
 def build_tables(p: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
@@ -85,7 +89,10 @@ def build_tables(p: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
     n = p.shape[0]
     if forest is not None:
         top, ptr, idx, has_kids, me, rescale, levels, me_levels = forest_tables(forest, device)
+        group = forest.group_of.to(device) if forest.org is not None else None
+        num_groups = len(forest.me_groups())
     else:
+        group, num_groups = None, 0
         top = torch.arange(n, device=device)
         ptr = idx = has_kids = me = rescale = None
         levels, me_levels = [], []
@@ -95,7 +102,8 @@ def build_tables(p: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
         top_factor_t=factor[top].T.contiguous() if factor is not None else None,
         top_s=diag_sqrt[top].contiguous() if diag_sqrt is not None else None,
         top_t=t[top].contiguous(), top_p=p[top].contiguous(), ptr=ptr, idx=idx,
-        has_kids=has_kids, me=me, rescale=rescale, levels=levels, me_levels=me_levels)
+        has_kids=has_kids, me=me, rescale=rescale, levels=levels, me_levels=me_levels,
+        group=group, num_groups=num_groups)
     _split_top(tb)
     return tb
 
@@ -144,12 +152,19 @@ def forest_tables(forest: Forest, device: torch.device):
     ptr, idx = (x.to(device) for x in forest.csr)
     has_kids = ptr[1:] > ptr[:-1]
     levels, me_levels = [], []
+    by_depth: dict[int, list] = {}
+    if forest.org is not None:  # groups at their parent's depth; top-level groups first
+        for q, kids in sorted(forest.me_groups(), key=lambda g: g[0] >= 0):
+            by_depth.setdefault(int(forest.depth[q]) if q >= 0 else 0, []).append((q, kids))
     for depth, nodes in enumerate(forest.levels):
         if depth > 0:
             f = torch.tensor(nodes, dtype=torch.long)
             levels.append((f.to(device), forest.parent[f].to(device)))
-        groups = [(q, forest.children[q]) for q in nodes
-                  if q in forest.me and len(forest.children.get(q, [])) >= 2]
+        if forest.org is not None:
+            groups = by_depth.get(depth, [])
+        else:
+            groups = [(q, forest.children[q]) for q in nodes
+                      if q in forest.me and len(forest.children.get(q, [])) >= 2]
         if groups:
             k = max(len(c) for _, c in groups)
             sib = torch.zeros(len(groups), k, dtype=torch.long)
@@ -161,8 +176,8 @@ def forest_tables(forest: Forest, device: torch.device):
             me_levels.append((pars.to(device), sib.to(device), valid.to(device)))
         else:
             me_levels.append(None)
-    out = (top, ptr, idx, has_kids, forest.me_mask.to(device), forest.rescale_mask.to(device),
-           levels, me_levels)
+    out = (top, ptr, idx, has_kids, forest.me_mask.to(device),
+           forest.child_rescale_mask.to(device), levels, me_levels)
     cache[device] = out
     return out
 
@@ -202,6 +217,8 @@ def _slots(qbar: torch.Tensor, k: int, gen: torch.Generator | None
         seg, pos, rate = seg[on], pos[on], rate[on]
         out_s.append(seg)
         out_p.append(pos)
+    if not out_s:  # every bound is 0: no slot is on
+        return seg, pos
     return torch.cat(out_s), torch.cat(out_p)
 
 
@@ -307,6 +324,10 @@ def sample_sparse(tb: Tables, batch: int, gen: torch.Generator | None
     rows, cols, vals = _select(vals > 0, rows, cols, vals)
     if tb.ptr is None:
         return rows, cols, vals
+    if tb.group is not None:  # ME groups of top-level features (organizational parents)
+        keep = _me_keep(tb, rows, cols, gen)
+        if keep is not None:
+            rows, cols, vals = _select(keep, rows, cols, vals)
     out_r, out_c, out_v = [rows], [cols], [vals]
     fr, fc, fv = _select(tb.has_kids[cols], rows, cols, vals)
     while fr.numel():
@@ -325,7 +346,13 @@ def sample_sparse(tb: Tables, batch: int, gen: torch.Generator | None
         # a magnitude for every candidate, so one selection keeps the fired, non-zero ones
         mag = _magnitudes(tb, child, gen)
         child, crow, inst, mag = _select(fired & (mag > 0), child, crow, inst, mag)
-        me_par = tb.me[fc][inst]
+        if tb.group is not None:
+            keep = _me_keep(tb, crow, child, gen)
+            if keep is not None:
+                child, crow, inst, mag = _select(keep, child, crow, inst, mag)
+            me_par = torch.zeros(0, dtype=torch.bool, device=dev)
+        else:
+            me_par = tb.me[fc][inst]
         if me_par.any():
             # keep exactly one active child per ME parent instance, chosen uniformly
             counts = torch.bincount(inst, minlength=fr.numel())
@@ -334,7 +361,7 @@ def sample_sparse(tb: Tables, batch: int, gen: torch.Generator | None
             pick = (torch.rand(fr.numel(), generator=gen, device=dev) * counts).long()
             pick = torch.minimum(pick, (counts - 1).clamp(min=0))
             child, crow, inst, mag = _select(~me_par | (rank == pick[inst]), child, crow, inst, mag)
-        resc = tb.rescale[fc][inst]
+        resc = tb.rescale[child]
         if resc.any():
             mag = torch.where(resc, mag * fv[inst] / tb.mean[fc][inst], mag)
         out_r.append(crow)
@@ -342,6 +369,27 @@ def sample_sparse(tb: Tables, batch: int, gen: torch.Generator | None
         out_v.append(mag)
         fr, fc, fv = _select(tb.has_kids[child], crow, child, mag)
     return torch.cat(out_r), torch.cat(out_c), torch.cat(out_v)
+
+
+def _me_keep(tb: Tables, rows: torch.Tensor, cols: torch.Tensor, gen: torch.Generator | None
+             ) -> torch.Tensor | None:
+    """Mask keeping one active member, chosen uniformly, of each (sample, ME group); None when
+    no entry is in a group. A random order then a stable sort by group puts a uniformly chosen
+    member first."""
+    g = tb.group[cols]
+    m = (g >= 0).nonzero().squeeze(1)
+    if m.numel() == 0:
+        return None
+    key = rows[m] * tb.num_groups + g[m]
+    perm = torch.randperm(m.numel(), generator=gen, device=tb.device)
+    k = key[perm]
+    order = torch.argsort(k, stable=True)
+    sk = k[order]
+    first = torch.ones_like(sk, dtype=torch.bool)
+    first[1:] = sk[1:] != sk[:-1]
+    keep = g < 0
+    keep[m[perm[order[first]]]] = True
+    return keep
 
 
 def _select(mask: torch.Tensor, *xs: torch.Tensor) -> list[torch.Tensor]:
@@ -393,12 +441,14 @@ def sample_dense(tb: Tables, batch: int, gen: torch.Generator | None) -> torch.T
             feats, pars = tb.levels[depth - 1]
             pv = acts[:, pars]
             gate = (pv > 0).to(dt)
-            factor = torch.where(tb.rescale[pars], pv / tb.mean[pars], gate)
+            factor = torch.where(tb.rescale[feats], pv / tb.mean[pars], gate)
             acts[:, feats] = acts[:, feats] * factor
         if me_group is not None:
             pars, sib, valid = me_group
             sv = acts[:, sib.reshape(-1)].reshape(batch, *sib.shape)
-            active = (sv > 0) & valid & (acts[:, pars] > 0).unsqueeze(2)
+            # a group without a parent feature (organizational node) is always active
+            par_on = (acts[:, pars.clamp(min=0)] > 0) | (pars < 0)
+            active = (sv > 0) & valid & par_on.unsqueeze(2)
             k = active.sum(2)
             pick = (torch.rand(batch, sib.shape[0], generator=gen, device=dev) * k).long()
             pick = torch.minimum(pick, (k - 1).clamp(min=0))

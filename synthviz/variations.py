@@ -378,9 +378,9 @@ def build_dictionary(cfg: ModelConfig, num_features: int, hidden_dim: int,
     check_memory(num_features, hidden_dim)
     vectors, bias = make_dictionary(num_features, hidden_dim, cfg.bias, cfg.seed)
     ortho = cfg.orthogonalization
-    if ortho is not None and ortho.num_steps > 0:
+    if ortho is not None:  # as build_model: even zero steps normalize once more
         from synthviz.device import resolve_device
-        vectors = orthogonalize(vectors.to(resolve_device(device)), ortho.num_steps, ortho.lr,
+        vectors = orthogonalize(vectors.to(resolve_device(device)), ortho.effective_steps, ortho.lr,
                                 progress=progress).cpu()
     # float32 whatever the config's dtype, as sae_lens builds its dictionary
     vectors, bias = vectors.float().contiguous(), bias.float().contiguous()
@@ -528,7 +528,9 @@ def hierarchy_config_for(cfg: ModelConfig, v: Variation) -> HierarchyConfig | No
         if value is not None:
             changes[key] = value
     new = dataclasses.replace(cur, **changes)
-    if new.total_root_nodes > cfg.num_features:
+    # sae_lens accepts more roots than features (it stops when they run out): refuse only a
+    # variation asking for them
+    if v.roots is not None and new.total_root_nodes > cfg.num_features:
         raise ConfigError(f"hierarchy roots ({new.total_root_nodes}) exceed the number of "
                           f"features ({cfg.num_features})")
     if (new.mutually_exclusive_max_depth is not None

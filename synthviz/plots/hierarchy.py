@@ -74,7 +74,14 @@ def create_tree_plot(table, title: str | None = None, color: str | None = None) 
     log_rate = np.log10(np.clip(np.nan_to_num(rate, nan=RATE_FLOOR), RATE_FLOOR, None))
     node_data = {"x": x, "y": y, "feature": np.array(feats), "rate": rate, "log10_rate": log_rate,
                  "depth": depth, "me": np.where(me, "yes", "no")}
-    nodes = hv.Nodes(node_data, ["x", "y", "feature"], ["rate", "log10_rate", "depth", "me"])
+    vdims = ["rate", "log10_rate", "depth", "me"]
+    tips = [("feature", "@feature"), ("depth", "@depth"), ("rate", "@rate{0.00000}"),
+            ("ME children", "@me")]
+    if "label" in cols:  # organizational nodes (negative ids) and named features
+        node_data["label"] = np.array(["" if v is None else str(v) for v in cols["label"]])
+        vdims.append("label")
+        tips.append(("id", "@label"))
+    nodes = hv.Nodes(node_data, ["x", "y", "feature"], vdims)
     src = [p for p in parents if p in pos]
     dst = [f for f, p in zip(feats, parents) if p in pos]
     # the tree's own rate range: a fixed 1e-5..1 scale would paint every node the same colour
@@ -85,8 +92,7 @@ def create_tree_plot(table, title: str | None = None, color: str | None = None) 
         node_color="log10_rate", cmap="viridis", node_size=9 if len(feats) < 400 else 5,
         edge_color=color or "#999999", edge_line_width=1, colorbar=True,
         clim=(lo, hi), tools=["hover"], node_line_color=None,
-        hover_tooltips=[("feature", "@feature"), ("depth", "@depth"), ("rate", "@rate{0.00000}"),
-                        ("ME children", "@me")],
+        hover_tooltips=tips,
         xaxis=None, yaxis=None)
     rings = hv.Points({"x": x[me], "y": y[me]}, ["x", "y"], label="ME parent").opts(
         marker="circle", fill_alpha=0, line_color="black", line_width=2,

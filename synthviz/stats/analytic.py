@@ -85,8 +85,9 @@ def bvn_upper(h: torch.Tensor, k: torch.Tensor, rho: torch.Tensor) -> torch.Tens
 
 
 def positive_magnitude(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """P(relu(mean + std * N(0, 1)) > 0) per feature (std 0: 1 if mean > 0 else 0)."""
-    mean, std = mean.double(), std.double()
+    """P(relu(mean + std * N(0, 1)) > 0) per feature (std 0: 1 if mean > 0 else 0); the noise
+    is symmetric, so a negative std acts as its absolute value (as in sae_lens)."""
+    mean, std = mean.double(), std.double().abs()
     z = torch.where(std > 0, mean / std.clamp(min=1e-300),
                     torch.where(mean > 0, torch.full_like(mean, math.inf),
                                 torch.full_like(mean, -math.inf)))
@@ -176,7 +177,7 @@ def _chain_rates(cand: torch.Tensor, ti: _TreeIndex) -> torch.Tensor:
         win[targets] = wp.permute(1, 2, 0)[valid]
     rate = torch.empty_like(cand)
     a, b = ti.slices[0]
-    rate[a:b] = cand[a:b]
+    rate[a:b] = cand[a:b] * win[a:b]  # top-level ME groups (organizational parents)
     for a, b in ti.slices[1:]:
         torch.mul(rate[ti.parent[a:b]], cand[a:b], out=rate[a:b]).mul_(win[a:b])
     return rate

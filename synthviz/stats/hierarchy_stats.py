@@ -22,7 +22,8 @@ class ForestSummary:
     num_features: int
     in_trees: int
     root_ids: list[int] = field(default_factory=list)
-    me_parents_per_depth: list[int] = field(default_factory=list)
+    me_parents_per_depth: list[int] = field(default_factory=list)  # by the parent's depth
+    top_me_groups: int = 0  # ME groups of top-level features (organizational nodes)
     parents: int = 0  # nodes with at least one child
     leaves: int = 0  # tree nodes without children
     rescale_parents: int = 0  # parents that scale their children by their own activation
@@ -39,7 +40,8 @@ def forest_summary(forest: Forest, num_features: int | None = None) -> ForestSum
     me_groups = forest.me_groups()
     me_depth = [0] * len(per_depth)
     for p, _ in me_groups:
-        me_depth[int(depth[p])] += 1
+        if p >= 0:
+            me_depth[int(depth[p])] += 1
     # tree of every node: walk each level, inheriting the parent's tree index
     tree = torch.full((forest.num_features,), -1, dtype=torch.long)
     if forest.roots:
@@ -56,8 +58,9 @@ def forest_summary(forest: Forest, num_features: int | None = None) -> ForestSum
         roots=len(forest.roots), nodes_per_depth=per_depth, me_parents=len(me_groups),
         outside=n - in_trees, max_depth=forest.max_depth if per_depth else -1, tree_sizes=sizes,
         num_features=n, in_trees=in_trees, root_ids=list(forest.roots),
-        me_parents_per_depth=me_depth, parents=len(kids), leaves=in_trees - len(kids),
-        rescale_parents=sum(1 for p in forest.rescale if forest.children.get(p)),
+        me_parents_per_depth=me_depth, top_me_groups=sum(1 for p, _ in me_groups if p < 0),
+        parents=len(kids), leaves=in_trees - len(kids),
+        rescale_parents=len(forest.rescaling_parents),
         mean_branching=sum(kids) / len(kids) if kids else math.nan,
         max_branching=max(kids, default=0))
 
@@ -76,6 +79,8 @@ def tree_table(forest: Forest, root: int, rates: torch.Tensor | None = None) -> 
         raise ConfigError(f"root {root} out of range for {forest.num_features} features")
     if int(forest.depth[root]) < 0:
         raise ConfigError(f"feature {root} is not in any hierarchy tree")
+    if forest.org is not None:
+        return _org_tree_table(forest, root, rates)
     nodes, frontier = [], [root]
     while frontier:
         nodes.extend(frontier)
@@ -91,3 +96,55 @@ def tree_table(forest: Forest, root: int, rates: torch.Tensor | None = None) -> 
         rate = [math.nan] * len(nodes)
     return {"feature": nodes, "parent": par.tolist(), "depth": forest.depth[idx].tolist(),
             "me": me, "children": [len(forest.children.get(f, [])) for f in nodes], "rate": rate}
+
+
+def _node_index(forest: Forest) -> dict:
+    """hierarchy.json's nodes with ids: features keep their index, organizational nodes get
+    -2, -3, ... in file order (-1 stays "no parent"). Cached on the forest."""
+    cache = forest.__dict__.setdefault("_synthviz_stats", {})
+    if "node_index" not in cache:
+        kids: dict[int, list[int]] = {}
+        me: dict[int, bool] = {}
+        label: dict[int, object] = {}
+        count = 0
+        stack = [(nd, None) for nd in reversed(forest.org.nodes)]
+        while stack:
+            nd, par = stack.pop()
+            if nd["feature_index"] is None:
+                count += 1
+                nid = -1 - count
+            else:
+                nid = nd["feature_index"]
+            kids[nid] = []
+            if par is not None:
+                kids[par].append(nid)
+            feats = sum(k["feature_index"] is not None for k in nd["children"])
+            me[nid] = nd["mutually_exclusive_children"] and feats >= 2
+            label[nid] = nd["feature_id"]
+            stack.extend((k, nid) for k in reversed(nd["children"]))
+        cache["node_index"] = {"kids": kids, "me": me, "label": label}
+    return cache["node_index"]
+
+
+def _org_tree_table(forest: Forest, root: int, rates) -> dict:
+    """tree_table with organizational nodes as rows of their own (negative ids, rate NaN, depth
+    that of the features below them); extra column `label` holds the node's id, if any."""
+    ix = _node_index(forest)
+    nodes, parents, frontier = [], [], [(root, -1)]
+    while frontier:
+        nodes += [n for n, _ in frontier]
+        parents += [p for _, p in frontier]
+        frontier = [(c, n) for n, _ in frontier for c in ix["kids"][n]]
+    r = (torch.as_tensor(rates).detach().double().cpu() if rates is not None else None)
+    depth: dict[int, int] = {}
+    rate = []
+    for n, p in zip(nodes, parents):
+        if n >= 0:
+            depth[n] = int(forest.depth[n])
+            rate.append(float(r[n]) if r is not None else math.nan)
+        else:
+            depth[n] = depth[p] + 1
+            rate.append(math.nan)
+    return {"feature": nodes, "parent": parents, "depth": [depth[n] for n in nodes],
+            "me": [ix["me"][n] for n in nodes], "children": [len(ix["kids"][n]) for n in nodes],
+            "rate": rate, "label": [ix["label"][n] for n in nodes]}

@@ -145,15 +145,15 @@ def _range_from_model(model) -> float:
     """99th percentile over features of a per-feature bound mu + 4 sigma, carried down rescaling
     parents (child bound times parent bound / mu_parent)."""
     mu = model.mean_magnitudes.detach().double().cpu()
-    sd = model.std_magnitudes.detach().double().cpu()
+    sd = model.std_magnitudes.detach().double().cpu().abs()  # the noise is symmetric
     hi = (mu + 4 * sd).clamp(min=0)
     f = model.forest
     if f is not None:
-        resc = f.rescale_mask
+        resc = f.child_rescale_mask
         for level in f.levels[1:]:
             c = torch.tensor(level, dtype=torch.long)
             q = f.parent[c]
-            scale = torch.where(resc[q] & (mu[q] > 0), hi[q] / mu[q].clamp(min=1e-300),
+            scale = torch.where(resc[c] & (mu[q] > 0), hi[q] / mu[q].clamp(min=1e-300),
                                 torch.ones_like(hi[q]))
             hi[c] = hi[c] * scale
     top = float(torch.quantile(hi.float(), 0.99)) if hi.numel() > 1 else float(hi.max())

@@ -17,7 +17,7 @@ def validity_counts(forest: Forest | None, rows: torch.Tensor, cols: torch.Tenso
                     ) -> tuple[int, int]:
     """(me_violations, orphan_children) for one batch of active entries.
 
-    me_violations: (sample, ME parent) pairs with more than one active child.
+    me_violations: (sample, ME group) pairs with more than one active member.
     orphan_children: (sample, child) pairs active while the parent is inactive.
     """
     if forest is None or rows.numel() == 0:
@@ -30,8 +30,10 @@ def validity_counts(forest: Forest | None, rows: torch.Tensor, cols: torch.Tenso
     want = r * n + par
     pos = torch.searchsorted(keys, want).clamp(max=keys.numel() - 1)
     orphans = int((keys[pos] != want).sum())
-    me = forest.me_mask.to(dev)[par]
-    groups = (r * n + par)[me]
+    # ME groups by index, so groups of top-level features (organizational parents) count too
+    g = forest.group_of.to(dev)[cols]
+    ing = g >= 0
+    groups = rows[ing] * max(1, len(forest.me_groups())) + g[ing]
     if groups.numel() == 0:
         return 0, orphans
     _, counts = torch.unique(groups, return_counts=True)

@@ -62,8 +62,8 @@ HUGE = 10**9  # a dimension no machine can hold at 300 features (6.7 TB to build
 
 # (id, action on the loaded tiny model, exception type, key words, needs)
 API_CASES = [
-    ("roots-exceed-features", lambda m: build_model(cfg_with(hierarchy=hier(total_root_nodes=301))),
-     ConfigError, ["fewer features than hierarchy roots", "301", "300"], None),
+    ("roots-zero", lambda m: build_model(cfg_with(hierarchy=hier(total_root_nodes=0))),
+     ConfigError, ["total_root_nodes", "positive", "0"], None),
     ("hidden-dim-zero", lambda m: cfg_with(hidden_dim=0), ConfigError, ["hidden_dim", "0"], None),
     ("hidden-dim-negative", lambda m: cfg_with(hidden_dim=-4), ConfigError,
      ["hidden_dim", "-4"], None),

@@ -192,7 +192,7 @@ def test_small_models_sample_validly_and_round_trip(d, method, tmp_path_factory)
 
 
 @pytest.mark.parametrize("bad", [
-    {"num_features": 0}, {"hidden_dim": -1}, {"bias": -0.5}, {"dtype": "int8"},
+    {"num_features": 0}, {"hidden_dim": -1}, {"bias": "0.5"}, {"dtype": "int8"},
     {"firing_probability": {"generator_name": "zipfian", "exponent": 1.0, "max_prob": 0.2,
                             "min_prob": 0.3}},
 ])
