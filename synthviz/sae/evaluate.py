@@ -32,17 +32,28 @@ from synthviz.sae import metrics
 from synthviz.sae.loading import check_d_in
 from synthviz.sae.weights import SAE
 
-_MATCH_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_MATCH_CACHE: dict[tuple, tuple] = {}
+MATCH_CACHE_SIZE = 8
 
 
 def matching_for(sae: SAE, features: torch.Tensor, with_mcc: bool = True) -> metrics.Matching:
-    """`metrics.match`, cached while both weight tensors live (a variation that keeps the base
-    dictionary reuses the Hungarian matching)."""
-    inner = _MATCH_CACHE.setdefault(sae.W_dec, weakref.WeakKeyDictionary())
-    got = inner.get(features)
-    if got is None or (with_mcc and np.isnan(got.mcc)):
-        got = metrics.match(sae.W_dec, sae.W_enc, features, with_mcc=with_mcc)
-        inner[features] = got
+    """`metrics.match`, cached while both weight tensors live and are unmodified (a variation
+    that keeps the base dictionary reuses the Hungarian matching)."""
+    key = (id(sae.W_dec), id(sae.W_enc), id(features))
+    versions = (sae.W_dec._version, sae.W_enc._version, features._version)
+    hit = _MATCH_CACHE.get(key)
+    if hit is not None:
+        refs, vers, got = hit
+        alive = all(r() is t for r, t in zip(refs, (sae.W_dec, sae.W_enc, features)))
+        if alive and vers == versions and not (with_mcc and np.isnan(got.mcc)):
+            return got
+    got = metrics.match(sae.W_dec, sae.W_enc, features, with_mcc=with_mcc)
+    for k in [k for k, (refs, _, _) in _MATCH_CACHE.items() if any(r() is None for r in refs)]:
+        del _MATCH_CACHE[k]
+    while len(_MATCH_CACHE) >= MATCH_CACHE_SIZE:
+        del _MATCH_CACHE[next(iter(_MATCH_CACHE))]
+    _MATCH_CACHE[key] = (tuple(weakref.ref(t) for t in (sae.W_dec, sae.W_enc, features)),
+                         versions, got)
     return got
 
 
