@@ -1,4 +1,4 @@
-"""The `synthviz` command line: presets, stats, export and push.
+"""The `synthviz` command line: presets, stats, export, push and sae-eval.
 
 Every `SynthvizError` (bad settings, bad files, an unreachable Hub) prints one line on stderr and
 exits with status 2; no traceback reaches the user.
@@ -33,8 +33,9 @@ def _progress_bar(desc: str):
     return cb
 
 
-def add_variation_args(p: argparse.ArgumentParser) -> None:
-    """Flags for each variation family; `synthviz.variations` interprets them."""
+def add_variation_args(p: argparse.ArgumentParser, seed_flag: str = "--seed") -> None:
+    """Flags for each variation family; `synthviz.variations` interprets them. `seed_flag` names
+    the model-seed flag (sae-eval keeps `--seed` for sampling, as `--model-seed`)."""
     g = p.add_argument_group("variation (applied on top of SOURCE)")
     g.add_argument("--std", type=float, help="constant firing-magnitude std for every feature")
     g.add_argument("--hidden-dim", type=int, help="new hidden dimension (new dictionary)")
@@ -51,7 +52,8 @@ def add_variation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target-l0", type=float, help="solve p for this L0")
     g.add_argument("--target-l0-first-k", type=float, help="and this L0 over the first K features")
     g.add_argument("--first-k", type=int, default=4096, help="K for the first-K L0 (default 4096)")
-    g.add_argument("--seed", type=int, help="model seed (new dictionary and hierarchy)")
+    g.add_argument(seed_flag, dest="seed", type=int,
+                   help="model seed (new dictionary and hierarchy)")
 
 
 def load_with_variation(args: argparse.Namespace):
@@ -121,6 +123,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sae_eval(args: argparse.Namespace) -> int:
+    from synthviz.sae.cli_text import format_result
+    from synthviz.sae.evaluate import evaluate_sae
+    from synthviz.sae.loading import load_sae
+
+    if args.samples < 1:
+        raise SynthvizError(f"--samples must be a positive integer, got {args.samples}")
+    model = load_with_variation(args)
+    sae = load_sae(args.sae, device=model.device, d_in=model.hidden_dim)
+    result = evaluate_sae(model, sae, args.samples, seed=args.sample_seed,
+                          progress=_progress_bar("evaluating"))
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_result(result))
+    return 0
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from synthviz.export import push_folder
 
@@ -160,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
                             help="write a model whose config sae_lens would not regenerate "
                                  "exactly (the model card says so at the top)")
         sp.set_defaults(func=func)
+
+    sp = sub.add_parser("sae-eval", help="evaluate an SAE against a model's ground truth")
+    sp.add_argument("source", metavar="MODEL",
+                    help="preset name, model folder, or Hub id owner/name[:subfolder]")
+    sp.add_argument("sae", metavar="SAE", help="SAE folder (cfg.json, sae_weights.safetensors) "
+                    "or Hub id owner/name[:subfolder]")
+    sp.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    add_variation_args(sp, seed_flag="--model-seed")
+    sp.add_argument("--samples", type=int, default=100_000)
+    sp.add_argument("--seed", dest="sample_seed", type=int, default=0, help="sampling seed")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.set_defaults(func=cmd_sae_eval)
 
     sp = sub.add_parser("push", help="upload an exported folder to the Hugging Face Hub")
     sp.add_argument("folder")

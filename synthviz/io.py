@@ -488,20 +488,23 @@ def _check_hub_reachable(repo_id: str, filename: str, where: str) -> None:
                        "local cache") from None
 
 
-def download_from_hub(repo_id: str, subfolder: str | None) -> Path:
-    """Fetch the model files into huggingface_hub's cache and return a folder holding them."""
+def download_from_hub(repo_id: str, subfolder: str | None, files: tuple[str, ...] = MODEL_FILES,
+                      optional: tuple[str, ...] = (HIERARCHY_FILE,)) -> Path:
+    """Fetch `files` (a model's by default; SAEs pass theirs) into huggingface_hub's cache and
+    return a folder holding them; files in `optional` may be absent from the repo."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as hf_errors
 
     prefix = f"{subfolder}/" if subfolder else ""
     where = f"{repo_id}/{prefix}".rstrip("/")
+    required = [f for f in files if f not in optional]
     paths: dict[str, str] = {}
     # the cache first, so a cached model loads with no network round trip at all
     for local_only in (True, False):
-        if not local_only:
-            missing = [n for n in MODEL_FILES if n not in paths and n != HIERARCHY_FILE]
-            _check_hub_reachable(repo_id, prefix + (missing or [HIERARCHY_FILE])[0], where)
-        for name in MODEL_FILES:
+        missing = [n for n in required if n not in paths]
+        if not local_only and missing:
+            _check_hub_reachable(repo_id, prefix + missing[0], where)
+        for name in files:
             if name in paths:
                 continue
             try:
@@ -510,13 +513,13 @@ def download_from_hub(repo_id: str, subfolder: str | None) -> Path:
             except hf_errors.LocalEntryNotFoundError:  # subclass of EntryNotFoundError: first
                 if local_only:
                     continue
-                if name == HIERARCHY_FILE and CONFIG_FILE in paths:
-                    continue  # offline with the required files cached; hierarchy is optional
+                if name in optional and all(f in paths for f in required):
+                    continue  # offline with the required files cached; this one is optional
                 raise HubError(f"{where}: cannot reach the Hugging Face Hub and {prefix}{name} "
                                "is not in the local cache (offline or no network)") from None
             except hf_errors.EntryNotFoundError:
-                if name == HIERARCHY_FILE:
-                    paths.setdefault("_no_hierarchy", "")
+                if name in optional:
+                    paths.setdefault("_no_" + name, "")
                     continue
                 raise HubError(f"{where}: {name} not found in the repo") from None
             except hf_errors.GatedRepoError:
@@ -530,11 +533,12 @@ def download_from_hub(repo_id: str, subfolder: str | None) -> Path:
                 raise HubError(f"{where}: not a valid Hub repo or path ({exc})") from None
             except (hf_errors.HfHubHTTPError, OSError) as exc:
                 raise HubError(f"{where}: download of {name} failed ({type(exc).__name__})") from None
-        if CONFIG_FILE in paths and WEIGHTS_FILE in paths and (
-                HIERARCHY_FILE in paths or not local_only):
+        if all(f in paths for f in required) and (
+                all(f in paths for f in optional) or not local_only):
             break
-    paths.pop("_no_hierarchy", None)
-    folder = Path(paths[CONFIG_FILE]).parent
+    for name in optional:
+        paths.pop("_no_" + name, None)
+    folder = Path(paths[required[0]]).parent
     if all(Path(p).parent == folder for p in paths.values()):
         return folder
     tmp = Path(tempfile.mkdtemp(prefix="synthviz-hub-"))

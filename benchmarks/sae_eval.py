@@ -1,0 +1,203 @@
+"""SAE evaluation at the SynthSAEBench-16k base: synthviz against sae_lens, side by side in one run.
+
+    python -m benchmarks.sae_eval                # writes benchmarks/sae_eval.json
+    python -m benchmarks.sae_eval --quick        # fewer samples and runs (a smoke test)
+    python -m benchmarks.sae_eval --sae FOLDER   # an SAE folder instead of the quickly trained one
+
+Setup: the 16k base from synthviz's cache (sae_lens loads synthviz's saved files: the same model),
+an SAE with 4096 latents, 100,000 samples. Unless `--sae` is given, the SAE is a BatchTopK SAE
+(k=25) quickly trained with sae_lens's `train_toy_sae` (synthviz's sampler feeding it) and saved
+with `save_inference_model`; it is for timing, not a good SAE.
+
+- sae_lens: `eval_sae_on_synthetic_data` at batch sizes 1024, 2048 and 4096 once on a shorter run,
+  then at its fastest batch size over the full sample count, several times;
+- synthviz: `evaluate_sae` (its matching cache cleared before every run, so both sides pay the
+  Hungarian matching every time), the same number of times;
+- memory: in a fresh process per side, the peak RSS added by an evaluation of three batches
+  (VmHWM after minus VmRSS before; the peak is per batch, so three batches show it);
+- the numbers of both sides side by side (mcc and uniqueness must be equal; the rest within
+  sampling error) and the 1-minute load average around every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+OUT_JSON = HERE / "sae_eval.json"
+D_SAE, K = 4096, 25
+
+
+def _say(msg: str) -> None:
+    print(f"[sae-bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def models(folder: Path):
+    import synthviz
+    from sae_lens.synthetic import SyntheticModel
+
+    ours = synthviz.load("base", device="cpu")
+    if not folder.exists():
+        ours.save(folder)
+    theirs = SyntheticModel.load_from_disk(str(folder))
+    assert torch.equal(theirs.feature_dict.feature_vectors.data, ours.feature_vectors)
+    return ours, theirs
+
+
+def train_sae(model, out: Path, samples: int) -> None:
+    from synthviz.sae.training import train_toy_sae
+
+    t0 = time.perf_counter()
+    train_toy_sae(model, D_SAE, K, architecture="batchtopk", training_samples=samples,
+                  batch_size=1024, lr=3e-3, seed=0, out=out)
+    _say(f"trained the {D_SAE}-latent SAE on {samples} samples in "
+         f"{time.perf_counter() - t0:.0f} s")
+
+
+def run_ours(model, sae, n: int, batch: int) -> tuple[float, dict]:
+    from synthviz.sae import evaluate as ev
+
+    ev._MATCH_CACHE.clear()
+    gc.collect()
+    t0 = time.perf_counter()
+    res = ev.evaluate_sae(model, sae, n, seed=int(time.time()) % 10_000, batch_size=batch)
+    return time.perf_counter() - t0, res.to_dict()
+
+
+def run_theirs(sl_model, sl_sae, n: int, batch: int) -> tuple[float, dict]:
+    from sae_lens.synthetic.evals import eval_sae_on_synthetic_data
+
+    gc.collect()
+    t0 = time.perf_counter()
+    res = eval_sae_on_synthetic_data(sl_sae, sl_model.feature_dict, sl_model.activation_generator,
+                                     num_samples=n, batch_size=batch)
+    return time.perf_counter() - t0, res.to_dict()
+
+
+def memory_child(impl: str, folder: str, sae_dir: str, batch: int) -> dict:
+    """In a fresh process: peak RSS added by evaluating 3 batches."""
+    if impl == "synthviz":
+        import synthviz
+        from synthviz.sae import evaluate_sae, load_sae
+        model, sae = synthviz.load(folder, device="cpu"), load_sae(sae_dir)
+        model.sample(64, seed=0)  # lazy tables, as any evaluation finds them
+
+        def go():
+            return evaluate_sae(model, sae, 3 * batch, seed=1, batch_size=batch)
+    else:
+        from sae_lens import SAE
+        from sae_lens.synthetic import SyntheticModel
+        from sae_lens.synthetic.evals import eval_sae_on_synthetic_data
+        model, sae = SyntheticModel.load_from_disk(folder), SAE.load_from_disk(sae_dir)
+        model.activation_generator.sample(64)
+
+        def go():
+            return eval_sae_on_synthetic_data(sae, model.feature_dict, model.activation_generator,
+                                              num_samples=3 * batch, batch_size=batch)
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # resets VmHWM to the current RSS
+    before = _status_kib("VmRSS")
+    go()
+    peak = _status_kib("VmHWM")
+    return {"rss_before_mib": before / 1024, "delta_mib": (peak - before) / 1024}
+
+
+def memory(impl: str, folder: Path, sae_dir: Path, batch: int) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.sae_eval", "--child-memory", impl,
+           "--folder", str(folder), "--sae", str(sae_dir), "--batch", str(batch)]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"memory child for {impl} failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--samples", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--sae", type=str, default=None)
+    ap.add_argument("--train-samples", type=int, default=60_000)
+    ap.add_argument("--child-memory", choices=["synthviz", "sae_lens"])
+    ap.add_argument("--folder", type=str)
+    ap.add_argument("--batch", type=int, default=4096)
+    args = ap.parse_args(argv)
+    if args.child_memory:
+        print(json.dumps(memory_child(args.child_memory, args.folder, args.sae, args.batch)))
+        return 0
+    import logging
+    logging.getLogger("sae_lens").setLevel(logging.ERROR)
+    n, runs = (20_000, 1) if args.quick else (args.samples, args.runs)
+    tmp = tempfile.TemporaryDirectory(prefix="synthviz-sae-bench-")
+    folder = Path(tmp.name) / "base"
+    ours, theirs = models(folder)
+    sae_dir = Path(args.sae) if args.sae else Path(tmp.name) / "sae"
+    if not args.sae:
+        train_sae(ours, sae_dir, 20_000 if args.quick else args.train_samples)
+    from sae_lens import SAE as SLSAE
+
+    from synthviz.sae import load_sae
+    sae, sl_sae = load_sae(sae_dir), SLSAE.load_from_disk(str(sae_dir))
+    out: dict = {"samples": n, "d_sae": D_SAE, "sae": args.sae or
+                 f"BatchTopK k={K} trained on {args.train_samples} samples (timing only)",
+                 "threads": torch.get_num_threads(), "cores": os.cpu_count(),
+                 "cuda": torch.cuda.is_available(), "sweep": {}, "theirs": [], "ours": []}
+    sweep_n = min(n, 12_288)
+    for bs in (1024, 2048, 4096):
+        load = _load()
+        t, _ = run_theirs(theirs, sl_sae, sweep_n, bs)
+        out["sweep"][bs] = {"seconds": t, "samples_per_s": sweep_n / t, "load": load}
+        _say(f"sae_lens batch {bs}: {sweep_n / t:.0f} samples/s (load {load})")
+    best = max(out["sweep"], key=lambda b: out["sweep"][b]["samples_per_s"])
+    out["best_batch"] = best
+    for i in range(runs):  # alternate, so both sides see the same background load
+        load = _load()
+        t, res = run_ours(ours, sae, n, 4096)
+        out["ours"].append({"seconds": t, "load": load, "result": res})
+        _say(f"synthviz run {i + 1}: {t:.1f} s (load {load})")
+        load = _load()
+        t, res = run_theirs(theirs, sl_sae, n, best)
+        out["theirs"].append({"seconds": t, "load": load, "result": res})
+        _say(f"sae_lens run {i + 1}: {t:.1f} s at batch {best} (load {load})")
+    med = lambda xs: float(statistics.median(xs))  # noqa: E731
+    out["ours_median_s"] = med([r["seconds"] for r in out["ours"]])
+    out["theirs_median_s"] = med([r["seconds"] for r in out["theirs"]])
+    out["speedup"] = out["theirs_median_s"] / out["ours_median_s"]
+    _say("memory (fresh processes)")
+    out["memory"] = {"synthviz": memory("synthviz", folder, sae_dir, 4096),
+                     "sae_lens": memory("sae_lens", folder, sae_dir, best)}
+    out["load_after"] = _load()
+    _say(f"speedup {out['speedup']:.1f}x; memory {out['memory']}")
+    if not args.quick:
+        OUT_JSON.write_text(json.dumps(out, indent=2))
+    print(json.dumps({k: v for k, v in out.items() if k not in ("ours", "theirs")}, indent=2))
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
