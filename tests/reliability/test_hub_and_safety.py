@@ -140,12 +140,17 @@ def test_hub_failures_cli(case, tiny_model_folder, corrupt_folder):
 def test_hub_repo_without_hierarchy_loads_like_sae_lens(monkeypatch, tiny_copy):
     import huggingface_hub
 
+    full = synthviz.load_folder(tiny_copy, device="cpu")
     (tiny_copy / "hierarchy.json").unlink()  # a repo that has no hierarchy.json at all
     monkeypatch.setattr(huggingface_hub, "hf_hub_download",
                         raising("EntryNotFoundError", only="hierarchy.json", serve_from=tiny_copy))
     monkeypatch.setattr(sio, "_check_hub_reachable", hub_answers)
     m = synthviz.load("someone/flat", device="cpu")
-    assert m.forest is None and m.num_features == 300
+    # as sae_lens does, the forest is generated from the config when the file is absent
+    assert m.num_features == 300 and m.forest is not None
+    assert m.forest.roots == full.forest.roots
+    assert ({k: v for k, v in m.forest.children.items() if v}
+            == {k: v for k, v in full.forest.children.items() if v})
 
 
 # ---------------------------------------------------------------------------- offline, for real
