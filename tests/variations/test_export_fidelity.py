@@ -145,6 +145,10 @@ def test_truncation_cutting_an_me_group_is_what_sae_lens_regenerates(correlated)
     kept = sorted(cut.forest.children[cut.forest.parent[n - 1].item()])
     assert float((cut.firing_probabilities[kept] - correlated.firing_probabilities[kept]).abs()
                  .min()) > 1e-3
+    assert export_check(cut).exact
+    from synthviz.export import model_card
+    card = model_card(cut, cut.cfg, {"rho_mm": 0.1})
+    assert "compensated for the pruned hierarchy as sae_lens does" in card
     # elsewhere the values are the full model's, to the rounding of the regenerated Zipfian
     torch.testing.assert_close(cut.firing_probabilities[:12], correlated.firing_probabilities[:12],
                                atol=0, rtol=1e-5)
