@@ -243,6 +243,12 @@ def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any],
             f"from the base's first features by at most {dd['mean']:.3g} (mean) and "
             f"{dd['std']:.3g} (std): a truncated linear ramp is not exactly a linear ramp in "
             "float32, and torch's normal generator is not prefix-consistent for N % 16 != 0.")
+    if notes.get("truncation_probability_max_diff"):
+        extra.append(
+            "- Truncation: the firing probabilities are the ones this config regenerates, "
+            "compensated for the pruned hierarchy as sae_lens does; where the cut splits a group "
+            "they differ from the full model's first features by up to "
+            f"{notes['truncation_probability_max_diff']:.3g}.")
     if notes.get("config_firing_probability_approximate"):
         extra.append("- " + notes["config_firing_probability_approximate"] + ".")
     if check is None or check.exact:

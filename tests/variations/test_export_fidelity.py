@@ -145,6 +145,10 @@ def test_truncation_cutting_an_me_group_is_what_sae_lens_regenerates(correlated)
     kept = sorted(cut.forest.children[cut.forest.parent[n - 1].item()])
     assert float((cut.firing_probabilities[kept] - correlated.firing_probabilities[kept]).abs()
                  .min()) > 1e-3
+    assert export_check(cut).exact
+    from synthviz.export import model_card
+    card = model_card(cut, cut.cfg, {"rho_mm": 0.1})
+    assert "compensated for the pruned hierarchy as sae_lens does" in card
     # elsewhere the values are the full model's, to the rounding of the regenerated Zipfian
     torch.testing.assert_close(cut.firing_probabilities[:12], correlated.firing_probabilities[:12],
                                atol=0, rtol=1e-5)
@@ -223,7 +227,8 @@ def test_a_stored_forest_without_a_config_hierarchy_exports_in_an_exact_form(cor
 def test_probabilities_no_config_regenerates_are_refused(uncorrelated, tmp_path):
     odd = uncorrelated.replace(firing_probabilities=uncorrelated.firing_probabilities * 0.9)
     check = export_check(odd)
-    assert not check.exact and "does not regenerate the stored firing probabilities" in check.message
+    assert not check.exact
+    assert "does not regenerate the stored firing probabilities" in check.message
     assert "instead of synthviz's" in check.message
     with pytest.raises(SynthvizError, match="export refused"):
         export_model(odd, tmp_path / "x", samples=0)

@@ -321,7 +321,7 @@ def test_composed_16k_variation_equals_its_parts_in_sequence():
     base = load_preset("base", device="cpu")
     composed = Variation(hidden_dim=512, rel_p=0.5, std=0.0).apply(base)
     # the parts in the order a user might click them: d-512, then rel-p-0.5, then std-0
-    sequential = Variation(std=0.0).apply(Variation(rel_p=0.5).apply(load_preset("d-512")))
+    sequential = Variation(std=0.0).apply(Variation(rel_p=0.5).apply(load_preset("v2/d-512")))
     assert composed.cfg.to_dict() == sequential.cfg.to_dict()
     for name in ("feature_vectors", "bias", "firing_probabilities", "mean_magnitudes",
                  "std_magnitudes", "correlation_factor", "correlation_diag"):
