@@ -7,7 +7,8 @@
 
 from synthviz.config import ModelConfig, base_config
 from synthviz.errors import ConfigError, HubError, ModelFileError, SynthvizError
-from synthviz.io import load, load_folder
+from synthviz.io import load_folder
+from synthviz.sources import load
 from synthviz.model import SynthModel, build_model
 
 __all__ = ["ModelConfig", "SynthModel", "base_config", "build_model", "load", "load_folder",

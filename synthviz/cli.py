@@ -57,7 +57,7 @@ def add_variation_args(p: argparse.ArgumentParser, seed_flag: str = "--seed") ->
 
 
 def load_with_variation(args: argparse.Namespace):
-    from synthviz.io import load
+    from synthviz.sources import load
 
     progress = _progress_bar("building")
     model = load(args.source, device=args.device, progress=progress)

@@ -1,4 +1,4 @@
-"""Device choice: 'auto' picks CUDA, then Apple's MPS, then the CPU."""
+"""Device choice ('auto' picks CUDA, then Apple's MPS, then the CPU) and the memory a device has free."""
 
 from __future__ import annotations
 
@@ -28,3 +28,20 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if base == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("device 'mps' requested but MPS is not available")
     return torch.device(name)
+
+
+def available_memory(device: torch.device | None = None) -> int | None:
+    """Free bytes on `device` (a CUDA device's own memory, else the host's); None if unknown."""
+    if device is not None and device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except Exception:  # no driver or no such device: fall back to host memory
+            pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

@@ -1,4 +1,10 @@
-"""Errors synthviz raises for bad settings and bad files; each message names the problem."""
+"""Errors synthviz raises for bad settings and bad files (each message names the problem), and
+the progress callback type through which long work reports and can be cancelled."""
+
+from collections.abc import Callable
+
+# long work calls progress(done, total); raising Cancelled from it stops the work
+Progress = Callable[[int, int], None]
 
 
 class SynthvizError(Exception):

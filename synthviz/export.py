@@ -21,21 +21,22 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from synthviz import model_files
+from synthviz.cache import atomic_write_folder
 from synthviz.config import ModelConfig
-from synthviz.errors import ConfigError, HubError, ModelFileError, SynthvizError
+from synthviz.model_files import CONFIG_FILE, MODEL_FILES, WEIGHTS_FILE
+from synthviz.errors import ConfigError, HubError, ModelFileError, Progress, SynthvizError
 from synthviz.fidelity import (ExportCheck, checked_structural_config, exact_config,  # noqa: F401
-                               export_check, forest_hierarchy_config, magnitude_mismatch,
+                               export_check, magnitude_mismatch,
                                written_config)
 from synthviz.model import SynthModel
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int], None]
 CARD_FILE = "README.md"
 HUB_PLACEHOLDER = "<owner>/<repo>"
 _TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{8,}")
@@ -325,7 +326,6 @@ def export_model(model: SynthModel, out: str | Path, force: bool = False, sample
     Refuses a model that `export_check` finds inexact unless `allow_inexact`; the model card of
     such an export says so at the top.
     """
-    from synthviz.io import atomic_write_folder, write_model_files
 
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
         raise ConfigError(f"samples must be a non-negative integer, got {samples!r}")
@@ -347,7 +347,7 @@ def export_model(model: SynthModel, out: str | Path, force: bool = False, sample
         to_write.forest = None
 
     def write(tmp: Path) -> None:
-        write_model_files(to_write, tmp)
+        model_files.write_model_files(to_write, tmp)
         (tmp / CARD_FILE).write_text(card)
 
     return atomic_write_folder(target, write, force=force)
@@ -379,7 +379,6 @@ def _check_path_in_repo(path: str | None) -> str | None:
 def push_folder(folder: str | Path, repo_id: str, path_in_repo: str | None = None,
                 private: bool = False, api: Any = None) -> str:
     """Upload an exported folder to the Hub (create the repo if needed); returns its URL."""
-    from synthviz.io import CONFIG_FILE, MODEL_FILES, WEIGHTS_FILE
 
     folder = Path(folder).expanduser()
     if not folder.is_dir():

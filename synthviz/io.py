@@ -1,228 +1,35 @@
-"""Reading and writing the sae_lens folder format, from disk or the Hugging Face Hub.
+"""Reading the sae_lens folder format, from disk or the Hugging Face Hub.
 
 Only JSON and safetensors are ever read: nothing is unpickled and `torch.load` is never called.
 Every problem with a file raises `ModelFileError` naming the file and what is wrong with it.
-Saving writes into a temporary folder beside the target and renames it into place, so an
-interrupted save leaves either the old state or the complete new one.
+Writing is `synthviz.model_files` (re-exported here); which loader a source string means is
+`synthviz.sources`.
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
-import glob
 import json
-import os
 import re
 import shutil
 import struct
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
-from synthviz.cache import pid_alive as _pid_alive
 from synthviz.config import ModelConfig, magnitude_values
-from synthviz.device import resolve_device
-from synthviz.errors import ConfigError, HubError, ModelFileError, SynthvizError
+from synthviz.device import available_memory, resolve_device
+from synthviz.errors import ConfigError, HubError, ModelFileError
 from synthviz.hierarchy import Forest, generate_forest
-from synthviz.model import SynthModel, validate_rescale
-
-CONFIG_FILE = "synthetic_model_config.json"
-WEIGHTS_FILE = "synthetic_model.safetensors"
-HIERARCHY_FILE = "hierarchy.json"
-MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, HIERARCHY_FILE)
+from synthviz.model import MIN_CORRELATION_DIAG, SynthModel, validate_rescale
+from synthviz.model_files import CONFIG_FILE, HIERARCHY_FILE, MODEL_FILES, WEIGHTS_FILE
 
 MAX_CONFIG_BYTES = 1 << 20  # a real config is about 1 KB
 MAX_HIERARCHY_BYTES = 256 << 20  # the 16k base's hierarchy.json is about 2 MB
 MAX_SAFETENSORS_HEADER = 1 << 20
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-
-
-# ---------------------------------------------------------------------------- saving
-
-def model_tensors(model: SynthModel) -> dict[str, torch.Tensor]:
-    t = {
-        "feature_vectors": model.feature_vectors,
-        "bias": model.bias,
-        "firing_probabilities": model.firing_probabilities,
-    }
-    if model.correlation_factor is not None:
-        t["correlation_factor"] = model.correlation_factor
-        t["correlation_diag"] = model.correlation_diag
-    return {k: v.detach().cpu().contiguous() for k, v in t.items()}
-
-
-def write_model_files(model: SynthModel, folder: Path) -> None:
-    """Write the three files into an existing (empty) folder."""
-    (folder / CONFIG_FILE).write_text(json.dumps(model.cfg.to_dict(), indent=2))
-    save_file(model_tensors(model), str(folder / WEIGHTS_FILE))
-    if model.forest is not None:
-        (folder / HIERARCHY_FILE).write_text(json.dumps(model.forest.to_dict(), indent=2))
-
-
-def atomic_write_folder(target: str | Path, write, *, force: bool = False,
-                        exist_ok: bool = False) -> Path:
-    """Call write(tmp_folder) then move tmp_folder to `target` in one rename.
-
-    Refuses a non-empty target unless `force`; with `force` the old folder is replaced only after
-    the new one is complete (one atomic exchange on Linux), and never a folder with subfolders
-    (see `_check_replaceable`). A kill at any moment leaves `target` as it was or complete.
-    With `exist_ok` (cache entries, whose writers all write the same content) a non-empty target
-    is kept: nothing is written when it exists at the start, and when another process publishes
-    it first, this one's copy is discarded.
-    """
-    target = Path(target).expanduser().absolute()
-    if target.exists() and not target.is_dir():
-        raise SynthvizError(f"export target {target} exists and is not a folder")
-    if target.is_dir() and any(target.iterdir()):
-        if exist_ok and not force:
-            return target
-        if not force:
-            raise SynthvizError(f"export target {target} is not empty; choose an empty folder or "
-                                "pass --force to replace it")
-        _check_replaceable(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
-    try:
-        write(tmp)
-        _usual_modes(tmp)
-        _fsync_tree(tmp)
-        published = False
-        if not (force and target.exists()):
-            try:
-                os.rename(tmp, target)  # fails when another writer filled target meanwhile
-                published = True
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise
-                if exist_ok:  # the same entry, published first by another process: keep it
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    published = True
-                elif not force:
-                    raise SynthvizError(f"export target {target} was filled by another "
-                                        "process during this export; nothing was replaced") \
-                        from None
-        if not published:
-            if _exchange(tmp, target):
-                shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old folder
-            else:
-                old = target.parent / f".{target.name}.old-{os.getpid()}"
-                os.rename(target, old)
-                try:
-                    os.rename(tmp, target)
-                except BaseException:
-                    os.rename(old, target)
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-        _fsync_dir(target.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
-
-
-def _check_replaceable(target: Path) -> None:
-    """With force, replace only a flat folder of files (what an export is), never one holding
-    subfolders, the home folder, or the working folder and its parents, so a mistyped `--out`
-    with `--force` cannot delete a project or a home directory."""
-    resolved = target.resolve()
-    cwd = Path.cwd().resolve()
-    if resolved in (Path.home().resolve(), cwd, *cwd.parents):
-        raise SynthvizError(f"export target {target} is the home or working folder or one of its "
-                            "parents; refusing to replace it even with --force")
-    subdirs = sorted(e.name for e in target.iterdir() if e.is_dir())
-    if subdirs:
-        raise SynthvizError(f"export target {target} holds subfolder {subdirs[0]!r}, so it is not "
-                            "a model export; refusing to replace it even with --force (choose "
-                            "another folder or empty it yourself)")
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False when unsupported."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_fdcwd, rename_exchange = -100, 2
-    if fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
-        return False  # the filesystem or kernel cannot exchange; use two renames
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def current_umask() -> int:
-    """The process umask, read without changing it where Linux allows (os.umask is racy)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _usual_modes(folder: Path) -> None:
-    """Modes a plain write would give (0666/0777 less the umask): mkdtemp makes the folder 0700
-    and safetensors writes 0600, which would hide an export from its other users."""
-    mask = current_umask()
-    for path in folder.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            os.chmod(path, 0o666 & ~mask)
-        elif path.is_dir() and not path.is_symlink():
-            os.chmod(path, 0o777 & ~mask)
-    os.chmod(folder, 0o777 & ~mask)
-
-
-def _fsync_tree(folder: Path) -> None:
-    # the new files reach the disk before the rename that publishes them
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as fh:
-                os.fsync(fh.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory
-    finally:
-        os.close(fd)
-
-
-def _remove_stale_temps(target: Path) -> None:
-    """Remove temp and old folders that a killed earlier write of `target` left behind."""
-    for kind in ("tmp", "old"):
-        prefix = f".{target.name}.{kind}-"
-        for path in target.parent.glob(glob.escape(prefix) + "*"):
-            pid = path.name[len(prefix):].split("-", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-                shutil.rmtree(path, ignore_errors=True)
-
-
-def save_model(model: SynthModel, folder: str | Path, *, force: bool = False,
-               exist_ok: bool = False) -> Path:
-    return atomic_write_folder(folder, lambda tmp: write_model_files(model, tmp), force=force,
-                               exist_ok=exist_ok)
 
 
 # ---------------------------------------------------------------------------- loading
@@ -326,10 +133,8 @@ def _check_tensor(name: str, t: torch.Tensor, shape: tuple[int, ...]) -> None:
 
 def _check_load_memory(path: Path, n: int, d: int) -> None:
     """Refuse, with the figure, a model whose tensors would not fit in memory."""
-    from synthviz.model import _available_memory
-
     need = path.stat().st_size + 2 * n * 4 * 3  # the tensors plus per-feature magnitudes/tables
-    avail = _available_memory()
+    avail = available_memory()
     if avail is not None and need > 0.8 * avail:
         raise ModelFileError(f"{WEIGHTS_FILE}: a {n} x {d} model needs about "
                              f"{need / 2**30:.1f} GiB to load, but only "
@@ -341,8 +146,6 @@ def _stored_notes(cfg: ModelConfig, p: torch.Tensor, forest: Forest | None,
     """What a build would have reported, read back from the stored tensors, so a model loaded
     from a folder or the cache warns like a fresh build: a compensated child stored at p = 1 was
     clamped, and a correlation row at c_i = 0.01 (the floor) was rescaled."""
-    from synthviz.model import MIN_CORRELATION_DIAG
-
     notes = {}
     if forest is not None and cfg.hierarchy is not None and cfg.hierarchy.compensate_probabilities:
         notes["probabilities_clamped"] = int(((p >= 1) & (forest.parent >= 0)).sum())
@@ -557,23 +360,3 @@ def load_hub(source: str, device: str | torch.device = "auto") -> SynthModel:
 
 def looks_like_path(source: str) -> bool:
     return source.startswith(("/", "./", "../", "~", ".\\")) or "\\" in source or Path(source).exists()
-
-
-def load(source: str | Path | ModelConfig, device: str | torch.device = "auto",
-         progress=None) -> SynthModel:
-    """A model from a preset name, a local folder, a Hub id (`repo` or `repo:subfolder`), or a config."""
-    from synthviz.model import build_model
-    from synthviz import presets
-
-    if isinstance(source, ModelConfig):
-        return build_model(source, device=device, progress=progress)
-    if isinstance(source, Path):
-        return load_folder(source, device=device)
-    if not isinstance(source, str) or not source.strip():
-        raise ConfigError(f"model source must be a non-empty string, got {source!r}")
-    source = source.strip()
-    if source in presets.PRESETS:
-        return presets.load_preset(source, device=device, progress=progress)
-    if looks_like_path(source):
-        return load_folder(source, device=device)
-    return load_hub(source, device=device)

@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -34,12 +33,11 @@ import torch
 
 from synthviz.config import (ConstantProbability, LinearProbability, RandomProbability,
                              ZipfianProbability)
-from synthviz.errors import ConfigError
+from synthviz.errors import ConfigError, Progress
 from synthviz.hierarchy import Forest
 from synthviz.model import SynthModel, compensated_probabilities
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int], None]
 SOLVE_CACHE_VERSION = 1
 DEFAULT_SAMPLES = 8192
 DEFAULT_TOLERANCE = 0.015

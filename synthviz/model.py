@@ -9,7 +9,6 @@ model is the same whatever device it later samples on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,16 @@ from typing import Any
 import torch
 
 from synthviz.config import ModelConfig, magnitude_values
-from synthviz.device import resolve_device
-from synthviz.errors import ConfigError
+from synthviz.device import available_memory, resolve_device
+from synthviz.errors import ConfigError, Progress
 from synthviz.hierarchy import Forest, generate_forest
+from synthviz.model_files import save_model
 from synthviz.orthogonalize import orthogonalize
 from synthviz import sampling
 
 log = logging.getLogger(__name__)
 
 MIN_CORRELATION_DIAG = 0.01
-Progress = Callable[[int, int], None]
 
 
 @dataclass(eq=False)
@@ -129,7 +128,6 @@ class SynthModel:
         return self
 
     def save(self, folder: str | Path, *, force: bool = False) -> Path:
-        from synthviz.io import save_model
         return save_model(self, folder, force=force)
 
     def replace(self, **changes) -> SynthModel:
@@ -212,7 +210,7 @@ def estimate_build_bytes(num_features: int, hidden_dim: int) -> int:
 
 def check_memory(num_features: int, hidden_dim: int) -> None:
     need = estimate_build_bytes(num_features, hidden_dim)
-    avail = _available_memory()
+    avail = available_memory()
     if avail is not None and need > 0.8 * avail:
         raise ConfigError(
             f"a {num_features} x {hidden_dim} model needs about {need / 2**30:.1f} GiB to build, "
@@ -263,7 +261,7 @@ def check_sample_memory(model: SynthModel, batch_size: int, method: str = "spars
     need = estimate_sample_bytes(model, batch_size, method)
     if need < (256 << 20):  # ordinary batches never read the memory figures
         return
-    avail = _available_memory(model.device)
+    avail = available_memory(model.device)
     if avail is not None and need > 0.8 * avail:
         per = max(1, need // batch_size)
         fits = max(1, int(0.5 * avail) // per)
@@ -271,22 +269,6 @@ def check_sample_memory(model: SynthModel, batch_size: int, method: str = "spars
             f"sampling {batch_size} samples at once needs about {need / 2**30:.1f} GiB "
             f"({per} bytes per sample), but only {avail / 2**30:.1f} GiB is available; "
             f"sample in batches of at most {fits}")
-
-
-def _available_memory(device: torch.device | None = None) -> int | None:
-    if device is not None and device.type == "cuda":
-        try:
-            return int(torch.cuda.mem_get_info(device)[0])
-        except Exception:  # no driver or no such device: fall back to host memory
-            pass
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def build_model(cfg: ModelConfig, device: str | torch.device = "auto",

@@ -18,11 +18,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-
+from synthviz.builds import build_cached
 from synthviz.cache import model_cache_dir
-from synthviz.config import ModelConfig, base_config
-from synthviz.errors import ConfigError, ModelFileError, SynthvizError
+from synthviz.config import base_config
+from synthviz.device import resolve_device
+from synthviz.errors import ConfigError
 from synthviz.variations import Variation
 
 log = logging.getLogger(__name__)
@@ -170,37 +170,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     *[p for p in _SEED if p.name.startswith(V2_PREFIX)]]}
 
 
-def build_cached(cfg: ModelConfig, device="auto", progress: Callable | None = None):
-    """Build `cfg` once and keep it in the disk cache; later calls load the cached files."""
-    from synthviz.io import load_folder, save_model
-    from synthviz.model import build_model
-
-    folder = model_cache_dir({"config": cfg.to_dict()})
-    damaged = False
-    if folder.is_dir():
-        try:
-            model = load_folder(folder, device=device)
-            model.notes.update(source=f"cache:{folder.name}")
-            return model
-        except ModelFileError as exc:  # a damaged cache entry is rebuilt, not trusted
-            log.warning("rebuilding damaged cache entry %s: %s", folder, exc)
-            damaged = True
-    model = build_model(cfg, device=device, progress=progress)
-    try:  # an entry another process publishes meanwhile is the same model: keep it
-        save_model(model, folder, force=damaged, exist_ok=True)
-    except (OSError, SynthvizError) as exc:
-        log.warning("could not write the model cache at %s: %s", folder, exc)
-    return model
-
-
 _BASE_MEMO: dict[tuple[str, str], object] = {}
 
 
 def _base_model(device, progress):
     """The base, loaded once per process and device; callers get a copy sharing its tensors, so
     switching presets never reloads or duplicates the base's 50 MB."""
-    from synthviz.device import resolve_device
-
     cfg = base_config()
     key = (model_cache_dir({"config": cfg.to_dict()}).name, str(resolve_device(device)))
     base = _BASE_MEMO.get(key)
@@ -227,7 +202,3 @@ def load_preset(name: str, device="auto", progress: Callable | None = None):
     model.notes["preset_variation"] = model.notes.get("variation")  # see export.exact_preset
     return model
 
-
-def default_device() -> torch.device:
-    from synthviz.device import resolve_device
-    return resolve_device("auto")

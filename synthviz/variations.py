@@ -28,23 +28,21 @@ import argparse
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from synthviz.builds import build_cached, build_dictionary
 from synthviz.config import (ConstantMagnitude, ExponentialMagnitude, FoldedNormalMagnitude,
                              HierarchyConfig, LinearMagnitude, LinearProbability, ModelConfig,
                              RandomProbability, ZipfianProbability, ConstantProbability,
                              magnitude_values)
-from synthviz.errors import ConfigError, ModelFileError, SynthvizError
+from synthviz.errors import ConfigError, Progress
 from synthviz.hierarchy import Forest, generate_forest
 from synthviz.model import SynthModel, compensated_probabilities, regenerated_probabilities
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int], None]
-DICTIONARY_CACHE_VERSION = 1
 
 HIERARCHY_FIELDS = ("roots", "branching", "depth", "me_portion", "me_min_depth", "me_max_depth",
                     "compensate", "rescale")
@@ -336,61 +334,9 @@ def apply_seed(model: SynthModel, seed: int, progress: Progress | None = None) -
     """The source config rebuilt with another seed (every seeded component), disk-cached."""
     if model.cfg.seed == seed:
         return model
-    from synthviz.presets import build_cached
     new = build_cached(model.cfg.replace(seed=seed), device=model.device, progress=progress)
     new.notes.update({k: v for k, v in model.notes.items() if k in ("preset", "base")})
     return new
-
-
-def dictionary_cache_payload(cfg: ModelConfig, num_features: int, hidden_dim: int) -> dict:
-    """What determines a dictionary: size, seed, bias norm, orthogonalization and dtype."""
-    ortho = cfg.orthogonalization
-    return {"dictionary": DICTIONARY_CACHE_VERSION, "num_features": num_features,
-            "hidden_dim": hidden_dim, "seed": cfg.seed, "bias": cfg.bias,
-            "orthogonalization": ortho.to_dict() if ortho is not None else None,
-            "dtype": cfg.dtype}
-
-
-def build_dictionary(cfg: ModelConfig, num_features: int, hidden_dim: int,
-                     device: torch.device | str = "cpu", progress: Progress | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(feature_vectors [N, D'], bias [D']) as sae_lens builds them for this config at D'.
-
-    Cached on disk under `model_cache_dir(dictionary_cache_payload(...))`.
-    """
-    from safetensors.torch import load_file, save_file
-    from synthviz.cache import model_cache_dir
-    from synthviz.io import atomic_write_folder
-    from synthviz.model import check_memory, make_dictionary
-    from synthviz.orthogonalize import orthogonalize
-
-    folder = model_cache_dir(dictionary_cache_payload(cfg, num_features, hidden_dim))
-    path = folder / "dictionary.safetensors"
-    damaged = folder.is_dir()  # unless it loads below: then this returns
-    if path.is_file():
-        try:
-            t = load_file(str(path))
-            if (tuple(t["feature_vectors"].shape) == (num_features, hidden_dim)
-                    and tuple(t["bias"].shape) == (hidden_dim,)):
-                return t["feature_vectors"].float(), t["bias"].float()
-        except Exception as exc:  # a damaged cache entry is rebuilt, not trusted
-            log.warning("rebuilding damaged dictionary cache %s: %s", folder, exc)
-    check_memory(num_features, hidden_dim)
-    vectors, bias = make_dictionary(num_features, hidden_dim, cfg.bias, cfg.seed)
-    ortho = cfg.orthogonalization
-    if ortho is not None:  # as build_model: even zero steps normalize once more
-        from synthviz.device import resolve_device
-        vectors = orthogonalize(vectors.to(resolve_device(device)), ortho.effective_steps, ortho.lr,
-                                progress=progress).cpu()
-    # float32 whatever the config's dtype, as sae_lens builds its dictionary
-    vectors, bias = vectors.float().contiguous(), bias.float().contiguous()
-    try:
-        atomic_write_folder(folder, lambda tmp: save_file(
-            {"feature_vectors": vectors, "bias": bias}, str(tmp / "dictionary.safetensors")),
-            force=damaged, exist_ok=True)
-    except (OSError, SynthvizError) as exc:
-        log.warning("could not write the dictionary cache at %s: %s", folder, exc)
-    return vectors, bias
 
 
 def apply_hidden_dim(model: SynthModel, hidden_dim: int, progress: Progress | None = None

@@ -169,7 +169,7 @@ class Store:
     # ------------------------------------------------------------------ models
     def source(self, source: str, device: str = "auto", progress: Progress | None = None):
         """The model a source names (preset, folder, Hub id): loaded once per process."""
-        from synthviz.io import load
+        from synthviz.sources import load
         key = ("source", str(source).strip(), str(device))
         return self._once(self._sources, key, lambda: load(source, device=device,
                                                            progress=progress))

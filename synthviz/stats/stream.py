@@ -13,9 +13,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from synthviz.errors import ConfigError
+from synthviz.errors import ConfigError, Progress
 
-Progress = Callable[[int, int], None]
 
 
 def feed(accumulators: Sequence, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor,

@@ -37,10 +37,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from synthviz.errors import ConfigError
+from synthviz.errors import ConfigError, Progress
 from synthviz.stats._parallel import run_phases, workers_for
 
-Progress = Callable[[int, int], None]
 
 DEFAULT_TILE = 512
 # a row's threshold is its diagonal tile's value at rank (K/N + this many binomial sigmas): a

@@ -36,12 +36,12 @@ def fill(kind: str) -> dict:
 
     cfg = ModelConfig.from_dict(tiny_config())
     if kind == "model":
-        from synthviz.presets import build_cached
+        from synthviz.builds import build_cached
         m = build_cached(cfg, device="cpu")
         return {"digest": digest(m.feature_vectors, m.bias, m.firing_probabilities,
                                  m.correlation_factor), "source": m.notes.get("source")}
     if kind == "dictionary":
-        from synthviz.variations import build_dictionary
+        from synthviz.builds import build_dictionary
         return {"digest": digest(*build_dictionary(cfg, 300, 24, device="cpu"))}
     from synthviz.export import cached_rho_mm
     vectors = torch.randn(200, 16, generator=torch.Generator().manual_seed(3))

@@ -22,9 +22,12 @@ import pytest
 import torch
 
 import synthviz
+import synthviz.cache as scache
 import synthviz.io as sio
+import synthviz.model_files as smf
+from synthviz.cache import atomic_write_folder
 from synthviz.errors import SynthvizError
-from synthviz.io import atomic_write_folder, save_model
+from synthviz.model_files import save_model
 from tests.reliability.helpers import folder_digest
 
 HAS_EXPORT = importlib.util.find_spec("synthviz.export") is not None
@@ -108,7 +111,7 @@ class Boom(Exception):
 
 def failing_writer(model, after_files: int):
     def write(tmp):
-        sio.write_model_files(model, tmp)
+        smf.write_model_files(model, tmp)
         files = sorted(tmp.iterdir())
         for extra in files[after_files:]:
             extra.unlink()  # as if the write stopped part-way
@@ -139,7 +142,7 @@ def test_exception_in_swap_leaves_old_export(loaded_model, tmp_path, monkeypatch
     def broken(a, b):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(sio, "_exchange", broken)
+    monkeypatch.setattr(scache, "_exchange", broken)
     with pytest.raises(OSError):
         save_model(other_model(loaded_model), target, force=True)
     assert folder_digest(target) == before
@@ -150,7 +153,7 @@ def test_two_rename_fallback_restores_old_on_failure(loaded_model, tmp_path, mon
     target = tmp_path / "out"
     save_model(loaded_model, target)
     before = folder_digest(target)
-    monkeypatch.setattr(sio, "_exchange", lambda a, b: False)  # a filesystem without exchange
+    monkeypatch.setattr(scache, "_exchange", lambda a, b: False)  # a filesystem without exchange
     real_rename = os.rename
     calls = []
 
@@ -160,10 +163,10 @@ def test_two_rename_fallback_restores_old_on_failure(loaded_model, tmp_path, mon
             raise OSError(5, "Input/output error")
         return real_rename(a, b)
 
-    monkeypatch.setattr(sio.os, "rename", rename)
+    monkeypatch.setattr(scache.os, "rename", rename)
     with pytest.raises(OSError):
         save_model(other_model(loaded_model), target, force=True)
-    monkeypatch.setattr(sio.os, "rename", real_rename)
+    monkeypatch.setattr(scache.os, "rename", real_rename)
     assert folder_digest(target) == before
     assert leftovers(tmp_path, "out") == []
     save_model(other_model(loaded_model), target, force=True)  # and the fallback path works
@@ -178,11 +181,11 @@ def test_cli_reports_write_failure_in_one_line(tiny_model_folder, tmp_path):
     target = tmp_path / "out"
 
     def no_space():
-        import synthviz.io
+        import synthviz.model_files
 
         def write(model, folder):
             raise OSError(28, "No space left on device", str(folder))
-        synthviz.io.write_model_files = write
+        synthviz.model_files.write_model_files = write
 
     res = cli_fork(["export", str(tiny_model_folder), "--out", str(target), "--samples", "10",
                     "--device", "cpu"], setup=no_space, env={"SYNTHVIZ_CACHE": str(tmp_path / "c")})
@@ -231,15 +234,15 @@ def stalled_writer(model, target, point, writer):
             time.sleep(120)
 
         if point == "writing":
-            real_write = sio.write_model_files
+            real_write = smf.write_model_files
 
             def write(m, folder):
                 real_write(m, folder)
                 os.remove(os.path.join(folder, "hierarchy.json"))  # one file still to come
                 stall()
-            sio.write_model_files = write
+            smf.write_model_files = write
         elif point in ("before-swap", "after-swap"):
-            real_exchange = sio._exchange
+            real_exchange = scache._exchange
 
             def exchange(a, b):
                 if point == "before-swap":
@@ -247,15 +250,15 @@ def stalled_writer(model, target, point, writer):
                 ok = real_exchange(a, b)
                 stall()
                 return ok
-            sio._exchange = exchange
+            scache._exchange = exchange
         elif point == "between-renames":  # the fallback without an atomic exchange
-            sio._exchange = lambda a, b: False
+            scache._exchange = lambda a, b: False
             real_rename = os.rename
 
             def rename(a, b):
                 real_rename(a, b)
                 stall()
-            sio.os.rename = rename
+            scache.os.rename = rename
         if writer == "export":
             from synthviz.export import export_model
             export_model(model, target, force=True, samples=10)
@@ -322,15 +325,15 @@ def test_sigkill_at_random_moments(loaded_model, tmp_path):
 
 KILLED_CLI_EXPORT = r"""
 import sys, time
-import synthviz.io as sio
+import synthviz.model_files as smf
 from synthviz.cli import main
 
-real_write = sio.write_model_files
+real_write = smf.write_model_files
 def write(m, folder):
     real_write(m, folder)
     print("STALLED", flush=True)
     time.sleep(120)
-sio.write_model_files = write
+smf.write_model_files = write
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -400,7 +403,7 @@ def test_export_model_failure_keeps_old_export(loaded_model, tmp_path, monkeypat
         (folder / "synthetic_model_config.json").write_text("{")
         raise Boom("interrupted")
 
-    monkeypatch.setattr(sio, "write_model_files", broken)
+    monkeypatch.setattr(smf, "write_model_files", broken)
     with pytest.raises(Boom):
         export_model(other_model(loaded_model), target, force=True, samples=10)
     assert folder_digest(target) == before

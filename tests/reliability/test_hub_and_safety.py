@@ -206,7 +206,7 @@ except ImportError:
 
 import synthviz
 from synthviz.config import ModelConfig
-from synthviz.presets import build_cached
+from synthviz.builds import build_cached
 
 def digest(m):
     h = hashlib.sha256()

@@ -192,7 +192,7 @@ def test_rel_p_above_saturation_of_a_constant_generator_is_exact(tmp_path, one_t
 
 def test_cli_refuses_in_one_line_and_writes_when_asked(correlated, tmp_path, capsys):
     from synthviz.cli import main
-    from synthviz.io import save_model
+    from synthviz.model_files import save_model
 
     src = save_model(correlated, tmp_path / "src")
     rc = main(["export", str(src), "--rel-p", "3", "--out", str(tmp_path / "a"), "--samples", "0",
@@ -211,7 +211,8 @@ def test_a_stored_forest_without_a_config_hierarchy_exports_in_an_exact_form(cor
                                                                               tmp_path):
     """Compensated probabilities with no hierarchy entry in the config: the written config says
     compensation on, which regenerates them exactly."""
-    from synthviz.io import load_folder, save_model
+    from synthviz.io import load_folder
+    from synthviz.model_files import save_model
 
     folder = save_model(correlated.replace(cfg=correlated.cfg.replace(hierarchy=None)),
                         tmp_path / "hand")

@@ -221,9 +221,9 @@ def test_card_names_the_exported_model_and_both_seeds(small_model, tmp_path, mon
     base = small_model.replace()
     base.notes["preset"] = "base"
     monkeypatch.setattr(presets, "_base_model", lambda device, progress: base.replace())
-    monkeypatch.setitem(presets.PRESETS, "hierarchy-128-2-6l-me-1.0-l0-34-4kl0-25", presets._p(
-        "hierarchy-128-2-6l-me-1.0-l0-34-4kl0-25", "misc", "stand-in", roots=4, branching=2,
-        depth=3, me_portion=1.0))
+    monkeypatch.setitem(presets.PRESETS, "hierarchy-128-2-6l-me-1.0-l0-34-4kl0-25", presets.Preset(
+        "hierarchy-128-2-6l-me-1.0-l0-34-4kl0-25", "misc", "stand-in",
+        Variation(roots=4, branching=2, depth=3, me_portion=1.0)))
 
     # Python API: the base varied by relative p is not the preset "base"
     varied = Variation(rel_p=0.5).apply(presets.load_preset("base"))
