@@ -129,7 +129,8 @@ HIERARCHIES = {
 SMALL = dict(BASE, num_features=14, hidden_dim=4, bias=0.5, orthogonalization=None,
              firing_probability={"generator_name": "linear", "max_prob": 0.5, "min_prob": 0.1},
              hierarchy=dict(H, total_root_nodes=1, branching_factor=2, max_depth=1),
-             std_firing_magnitudes=0.5, mean_firing_magnitudes={"generator_name": "linear",
+             # a wide std, so scaling a child by its parent changes its mean activation a lot
+             std_firing_magnitudes=1.5, mean_firing_magnitudes={"generator_name": "linear",
                                                                  "start": 2.0, "end": 1.0})
 CORR = {"rank": 2, "correlation_scale": 0.4, "seed": None}
 SAMPLES = 30_000
@@ -181,6 +182,22 @@ def test_the_comparison_catches_a_sampler_that_ignores_organizational_groups(pai
     assert problems
 
 
+def test_the_comparison_catches_a_sampler_that_ignores_scaling(pair):
+    # the same model with every scale_children_by_parent cleared: only magnitudes change
+    from synthviz.hierarchy import Forest
+
+    ours, theirs, folder = pair
+    text = (folder / "hierarchy.json").read_text()
+    if '"scale_children_by_parent": true' not in text:
+        pytest.skip("nothing scaled in this hierarchy")
+    h = json.loads(text.replace('"scale_children_by_parent": true',
+                                '"scale_children_by_parent": false'))
+    broken = ours.replace(forest=Forest.from_dict(h, ours.num_features))
+    problems = compare(active_synthviz(broken, SAMPLES, seed=5),
+                       active_sae_lens(theirs, SAMPLES, seed=6), pairs_of(ours.forest))
+    assert problems and all(p.startswith("mean activation") for p in problems), problems
+
+
 def test_organizational_forest_round_trips_and_truncates(pair, tmp_path):
     ours, _, folder = pair
     assert ours.forest.org is not None
@@ -229,7 +246,7 @@ def test_statistics_see_organizational_groups(pair):
     assert org_rows > 0  # every hierarchy here has an organizational node below a feature
     # expected rates are exact without the copula: they match sae_lens's measured rates
     if ours.correlation_factor is None:
-        measured = active_sae_lens(theirs, SAMPLES, seed=3).double().mean(0)
+        measured = (active_sae_lens(theirs, SAMPLES, seed=3) > 0).double().mean(0)
         exp = expected_rates(ours)
         se = (exp * (1 - exp) / SAMPLES).sqrt().clamp(min=1e-4)
         assert ((measured - exp).abs() / se).max() < 4.5, (measured, exp)
