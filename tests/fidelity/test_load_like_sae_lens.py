@@ -284,6 +284,22 @@ def test_saved_organizational_models_sample_alike_in_sae_lens(pair, tmp_path):
     assert not problems, problems[:5]
 
 
+def test_l0_targets_are_solved_on_organizational_forests(tmp_path):
+    from sae_lens.synthetic import SyntheticModel
+    from synthviz.l0_target import solve_l0
+
+    folder = sae_lens_folder(tmp_path / "m", dict(SMALL), HIERARCHIES["me-roots-and-nested"])
+    model = synthviz.load(folder, device="cpu")
+    solved = solve_l0(model, 2.0, None, first_k=4, use_cache=False, samples=20_000)
+    got = solved.notes["l0_target"]
+    assert abs(got["achieved_l0"] - 2.0) < 0.01 * 2.0 + 4.5 * got["achieved_l0_se"], got
+    # and sae_lens samples the solved model the same: its config regenerates the probabilities
+    theirs = SyntheticModel.load_from_disk(solved.save(tmp_path / "solved"))
+    problems = compare(active_synthviz(solved, SAMPLES, seed=1),
+                       active_sae_lens(theirs, SAMPLES, seed=2), pairs_of(solved.forest))
+    assert not problems, problems[:5]
+
+
 def test_missing_hierarchy_json_is_generated_from_the_config(tmp_path):
     from sae_lens.synthetic import SyntheticModel
 
