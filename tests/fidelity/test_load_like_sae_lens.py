@@ -400,3 +400,16 @@ def test_variations_of_a_model_with_more_roots_than_features():
     theirs = sae_lens_model(dict(d, hierarchy=dict(H, total_root_nodes=100,
                                                    mutually_exclusive_portion=1.0)))
     assert varied.forest.to_dict() == theirs.hierarchy.to_dict()
+
+
+def test_a_lone_correlation_diag_is_ignored_as_sae_lens_does(tmp_path):
+    from sae_lens.synthetic import SyntheticModel
+
+    folder = sae_lens_folder(tmp_path / "m", dict(SMALL), HIERARCHIES["org-chain"],
+                             extra={"correlation_diag": torch.full((14,), 0.5)})
+    ours = synthviz.load(folder, device="cpu")
+    theirs = SyntheticModel.load_from_disk(folder)
+    assert ours.correlation_factor is None and theirs.correlation_matrix is None
+    problems = compare(active_synthviz(ours, SAMPLES, seed=1),
+                       active_sae_lens(theirs, SAMPLES, seed=2), pairs_of(ours.forest))
+    assert not problems, problems[:5]
