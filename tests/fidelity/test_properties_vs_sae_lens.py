@@ -3,9 +3,9 @@
 Configs are drawn from the space sae_lens's own code accepts (every probability and magnitude
 generator with their optional fields, branching as int or [min, max], ME depth ranges, more
 roots than features, negative or null bias, 0-2 orthogonalization steps, correlation with its
-seed, null sections, every dtype). For each, the models built from the same seed hold the same tensors and
-forest, and samples agree: per-feature rates, L0, co-firing of parent/child and sibling pairs,
-within Bonferroni z bounds from the sample size (see parity.py). A second property draws
+seed, null sections, every dtype). For each, the models built from the same seed hold the same
+tensors and forest, and samples agree: per-feature rates, mean activations, L0, co-firing of
+parent/child and sibling pairs, within Bonferroni z bounds from the sample size (parity.py). A second property draws
 hand-written forests with organizational nodes and loads one folder in both.
 
 Derandomized, no database and fixed sampling seeds, so CI is deterministic.
