@@ -5,8 +5,9 @@ generator with their optional fields, branching as int or [min, max], ME depth r
 roots than features, negative or null bias, 0-2 orthogonalization steps, correlation with its
 seed, null sections, every dtype). For each, the models built from the same seed hold the same
 tensors and forest, and samples agree: per-feature rates, mean activations, L0, co-firing of
-parent/child and sibling pairs, within Bonferroni z bounds from the sample size (parity.py). A second property draws
-hand-written forests with organizational nodes and loads one folder in both.
+parent/child and sibling pairs, within Bonferroni z bounds from the sample size (parity.py).
+A second property draws hand-written forests with organizational nodes and loads one folder
+in both.
 
 Derandomized, no database and fixed sampling seeds, so CI is deterministic.
 """
@@ -168,7 +169,8 @@ def org_forest(draw, n: int):
         if not kids:
             continue
         take = sorted(draw(st.sets(st.integers(0, len(kids) - 1), min_size=min(2, len(kids)))))
-        grp = {"id": f"group-{i}", "mutually_exclusive_children": draw(st.booleans() | st.just(True)),
+        me = draw(st.booleans() | st.just(True))  # mostly ME: groups are the point
+        grp = {"id": f"group-{i}", "mutually_exclusive_children": me,
                "scale_children_by_parent": draw(flag), "children": [kids[j] for j in take]}
         rest = [k for j, k in enumerate(kids) if j not in take]
         kids[:] = rest[:take[0]] + [grp] + rest[take[0]:]
