@@ -136,7 +136,11 @@ def test_hub_repo_without_hierarchy_loads_like_sae_lens(monkeypatch, tiny_copy):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download",
                         raising("EntryNotFoundError", only="hierarchy.json", serve_from=tiny_copy))
     m = synthviz.load("someone/flat", device="cpu")
-    assert m.forest is None and m.num_features == 300
+    assert m.num_features == 300
+    # the config has a hierarchy section, so sae_lens generates the forest from it and its seed
+    from sae_lens.synthetic import SyntheticModel
+    theirs = SyntheticModel.load_from_disk(tiny_copy)
+    assert theirs.hierarchy is not None and m.forest.to_dict() == theirs.hierarchy.to_dict()
 
 
 # ---------------------------------------------------------------------------- offline, for real
