@@ -40,25 +40,29 @@ def pairs_of(forest) -> list[tuple[int, int]]:
 
 
 def active_sae_lens(model, n: int, seed: int, batch: int = 5000) -> torch.Tensor:
-    """[n, N] bool activity from sae_lens, with its global RNG seeded (restored after)."""
+    """[n, N] feature activations (float64) from sae_lens, its global RNG seeded (restored)."""
     out = []
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         for s in range(0, n, batch):
             acts = model.activation_generator.sample(min(batch, n - s))
-            out.append(acts.to_dense() > 0 if acts.is_sparse else acts > 0)
+            out.append((acts.to_dense() if acts.is_sparse else acts).double())
     return torch.cat(out)
 
 
 def active_synthviz(model, n: int, seed: int, method: str = "sparse") -> torch.Tensor:
     _, rows, cols, vals = model.sample_entries(n, seed=seed, method=method)
-    a = torch.zeros(n, model.num_features, dtype=torch.bool)
-    a[rows, cols] = vals > 0
+    a = torch.zeros(n, model.num_features, dtype=torch.float64)
+    a[rows, cols] = vals.double()
     return a
 
 
-def compare(ours: torch.Tensor, theirs: torch.Tensor, pairs: list[tuple[int, int]]) -> list[str]:
-    """Problems found comparing two activity matrices of equal sample count (empty: alike)."""
+def compare(ours_acts: torch.Tensor, theirs_acts: torch.Tensor, pairs: list[tuple[int, int]]
+            ) -> list[str]:
+    """Problems found comparing two activation matrices of equal sample count (empty: alike):
+    rates, co-firing counts, L0, and each feature's mean activation (magnitudes, including
+    a child's scaling by its parent)."""
+    ours, theirs = ours_acts > 0, theirs_acts > 0
     n = ours.shape[0]
     assert theirs.shape == ours.shape
     counts = [(f"rate of feature {i}", a, b) for i, (a, b) in
@@ -70,7 +74,7 @@ def compare(ours: torch.Tensor, theirs: torch.Tensor, pairs: list[tuple[int, int
         both_t = (theirs[:, i] & theirs[:, j]).sum(0).tolist()
         counts += [(f"co-firing of {p} and {c}", a, b)
                    for (p, c), a, b in zip(pairs, both_o, both_t)]
-    bound = z_bound(len(counts) + 1)
+    bound = z_bound(len(counts) + 1 + ours.shape[1])
     bad = []
     for what, a, b in counts:
         pooled = (a + b + 1) / (2 * n + 2)  # +1 keeps the variance positive for rare events
@@ -83,6 +87,14 @@ def compare(ours: torch.Tensor, theirs: torch.Tensor, pairs: list[tuple[int, int
     diff = lo.mean().item() - lt.mean().item()
     if se > 0 and abs(diff / se) > bound or se == 0 and diff != 0:
         bad.append(f"L0: {lo.mean().item():.4f} vs {lt.mean().item():.4f} (se {se:.4f})")
+    # mean activation per feature: a z test with the samples' own variances
+    mo, mt = ours_acts.mean(0), theirs_acts.mean(0)
+    se = ((ours_acts.var(0) + theirs_acts.var(0)) / n).sqrt()
+    for i in range(ours.shape[1]):
+        d, s = float(mo[i] - mt[i]), float(se[i])
+        if (s > 0 and abs(d) > bound * s) or (s == 0 and abs(d) > 1e-9):
+            bad.append(f"mean activation of feature {i}: {float(mo[i]):.4f} vs "
+                       f"{float(mt[i]):.4f} (se {s:.4f})")
     return bad
 
 

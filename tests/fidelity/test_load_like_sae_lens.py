@@ -129,7 +129,8 @@ HIERARCHIES = {
 SMALL = dict(BASE, num_features=14, hidden_dim=4, bias=0.5, orthogonalization=None,
              firing_probability={"generator_name": "linear", "max_prob": 0.5, "min_prob": 0.1},
              hierarchy=dict(H, total_root_nodes=1, branching_factor=2, max_depth=1),
-             std_firing_magnitudes=0.5, mean_firing_magnitudes={"generator_name": "linear",
+             # a wide std, so scaling a child by its parent changes its mean activation a lot
+             std_firing_magnitudes=1.5, mean_firing_magnitudes={"generator_name": "linear",
                                                                  "start": 2.0, "end": 1.0})
 CORR = {"rank": 2, "correlation_scale": 0.4, "seed": None}
 SAMPLES = 30_000
@@ -181,6 +182,22 @@ def test_the_comparison_catches_a_sampler_that_ignores_organizational_groups(pai
     assert problems
 
 
+def test_the_comparison_catches_a_sampler_that_ignores_scaling(pair):
+    # the same model with every scale_children_by_parent cleared: only magnitudes change
+    from synthviz.hierarchy import Forest
+
+    ours, theirs, folder = pair
+    text = (folder / "hierarchy.json").read_text()
+    if '"scale_children_by_parent": true' not in text:
+        pytest.skip("nothing scaled in this hierarchy")
+    h = json.loads(text.replace('"scale_children_by_parent": true',
+                                '"scale_children_by_parent": false'))
+    broken = ours.replace(forest=Forest.from_dict(h, ours.num_features))
+    problems = compare(active_synthviz(broken, SAMPLES, seed=5),
+                       active_sae_lens(theirs, SAMPLES, seed=6), pairs_of(ours.forest))
+    assert problems and all(p.startswith("mean activation") for p in problems), problems
+
+
 def test_organizational_forest_round_trips_and_truncates(pair, tmp_path):
     ours, _, folder = pair
     assert ours.forest.org is not None
@@ -229,7 +246,7 @@ def test_statistics_see_organizational_groups(pair):
     assert org_rows > 0  # every hierarchy here has an organizational node below a feature
     # expected rates are exact without the copula: they match sae_lens's measured rates
     if ours.correlation_factor is None:
-        measured = active_sae_lens(theirs, SAMPLES, seed=3).double().mean(0)
+        measured = (active_sae_lens(theirs, SAMPLES, seed=3) > 0).double().mean(0)
         exp = expected_rates(ours)
         se = (exp * (1 - exp) / SAMPLES).sqrt().clamp(min=1e-4)
         assert ((measured - exp).abs() / se).max() < 4.5, (measured, exp)
@@ -264,6 +281,22 @@ def test_saved_organizational_models_sample_alike_in_sae_lens(pair, tmp_path):
     theirs = SyntheticModel.load_from_disk(ours.save(tmp_path / "saved"))
     problems = compare(active_synthviz(ours, SAMPLES, seed=8),
                        active_sae_lens(theirs, SAMPLES, seed=9), pairs_of(ours.forest))
+    assert not problems, problems[:5]
+
+
+def test_l0_targets_are_solved_on_organizational_forests(tmp_path):
+    from sae_lens.synthetic import SyntheticModel
+    from synthviz.l0_target import solve_l0
+
+    folder = sae_lens_folder(tmp_path / "m", dict(SMALL), HIERARCHIES["me-roots-and-nested"])
+    model = synthviz.load(folder, device="cpu")
+    solved = solve_l0(model, 2.0, None, first_k=4, use_cache=False, samples=20_000)
+    got = solved.notes["l0_target"]
+    assert abs(got["achieved_l0"] - 2.0) < 0.01 * 2.0 + 4.5 * got["achieved_l0_se"], got
+    # and sae_lens samples the solved model the same: its config regenerates the probabilities
+    theirs = SyntheticModel.load_from_disk(solved.save(tmp_path / "solved"))
+    problems = compare(active_synthviz(solved, SAMPLES, seed=1),
+                       active_sae_lens(theirs, SAMPLES, seed=2), pairs_of(solved.forest))
     assert not problems, problems[:5]
 
 
@@ -367,3 +400,16 @@ def test_variations_of_a_model_with_more_roots_than_features():
     theirs = sae_lens_model(dict(d, hierarchy=dict(H, total_root_nodes=100,
                                                    mutually_exclusive_portion=1.0)))
     assert varied.forest.to_dict() == theirs.hierarchy.to_dict()
+
+
+def test_a_lone_correlation_diag_is_ignored_as_sae_lens_does(tmp_path):
+    from sae_lens.synthetic import SyntheticModel
+
+    folder = sae_lens_folder(tmp_path / "m", dict(SMALL), HIERARCHIES["org-chain"],
+                             extra={"correlation_diag": torch.full((14,), 0.5)})
+    ours = synthviz.load(folder, device="cpu")
+    theirs = SyntheticModel.load_from_disk(folder)
+    assert ours.correlation_factor is None and theirs.correlation_matrix is None
+    problems = compare(active_synthviz(ours, SAMPLES, seed=1),
+                       active_sae_lens(theirs, SAMPLES, seed=2), pairs_of(ours.forest))
+    assert not problems, problems[:5]

@@ -3,10 +3,11 @@
 Configs are drawn from the space sae_lens's own code accepts (every probability and magnitude
 generator with their optional fields, branching as int or [min, max], ME depth ranges, more
 roots than features, negative or null bias, 0-2 orthogonalization steps, correlation with its
-seed, null sections). For each, the models built from the same seed hold the same tensors and
-forest, and samples agree: per-feature rates, L0, co-firing of parent/child and sibling pairs,
-within Bonferroni z bounds from the sample size (see parity.py). A second property draws
-hand-written forests with organizational nodes and loads one folder in both.
+seed, null sections, every dtype). For each, the models built from the same seed hold the same
+tensors and forest, and samples agree: per-feature rates, mean activations, L0, co-firing of
+parent/child and sibling pairs, within Bonferroni z bounds from the sample size (parity.py).
+A second property draws hand-written forests with organizational nodes and loads one folder
+in both.
 
 Derandomized, no database and fixed sampling seeds, so CI is deterministic.
 """
@@ -113,7 +114,7 @@ def sae_lens_config(draw, max_n: int = 200):
         # positive means: sae_lens refuses to rescale children of a parent with mean <= 0
         "mean_firing_magnitudes": draw(magnitude(positive=True)),
         "bias": draw(st.none() | st.booleans() | st.floats(-2.0, -0.01) | st.floats(0.0, 2.0)),
-        "dtype": draw(st.sampled_from(["float32", "float64"])),
+        "dtype": draw(st.sampled_from(["float32", "float64", "float16", "bfloat16"])),
         "seed": draw(st.integers(0, 10_000)),
     }
 
@@ -129,15 +130,18 @@ def test_built_models_match_sae_lens(d, method):
     ours = build_model(ModelConfig.from_dict(copy.deepcopy(d)), device="cpu")
     theirs = sae_lens_model(d)
     ag = theirs.activation_generator
+    # where the two keep different dtypes (issue 12.3), values agree to the coarser rounding
+    tol = {"float16": 2e-3, "bfloat16": 2e-2}.get(d["dtype"], 1e-5)
     for name, a, b in [("p", ours.firing_probabilities, ag.firing_probabilities),
                        ("mean", ours.mean_magnitudes, ag.mean_firing_magnitudes),
                        ("std", ours.std_magnitudes, ag.std_firing_magnitudes),
                        ("bias", ours.bias, theirs.feature_dict.bias.data)]:
         # the dtype each side keeps is issue 12.3's; the values must agree
         a, b = a.double(), b.double()
-        assert torch.equal(a, b) if name != "bias" else torch.allclose(a, b, atol=1e-6), name
+        assert torch.equal(a, b) if name != "bias" else torch.allclose(a, b, atol=tol,
+                                                                        rtol=tol), name
     assert torch.allclose(ours.feature_vectors.double(),
-                          theirs.feature_dict.feature_vectors.data.double(), atol=1e-5)
+                          theirs.feature_dict.feature_vectors.data.double(), atol=tol)
     th = theirs.hierarchy.to_dict() if theirs.hierarchy is not None else None
     assert (ours.forest.to_dict() if ours.forest is not None else None) == th
     problems = compare(active_synthviz(ours, SAMPLES, seed=1, method=method),
@@ -165,7 +169,8 @@ def org_forest(draw, n: int):
         if not kids:
             continue
         take = sorted(draw(st.sets(st.integers(0, len(kids) - 1), min_size=min(2, len(kids)))))
-        grp = {"id": f"group-{i}", "mutually_exclusive_children": draw(st.booleans() | st.just(True)),
+        me = draw(st.booleans() | st.just(True))  # mostly ME: groups are the point
+        grp = {"id": f"group-{i}", "mutually_exclusive_children": me,
                "scale_children_by_parent": draw(flag), "children": [kids[j] for j in take]}
         rest = [k for j, k in enumerate(kids) if j not in take]
         kids[:] = rest[:take[0]] + [grp] + rest[take[0]:]

@@ -140,17 +140,16 @@ def test_hub_failures_cli(case, tiny_model_folder, corrupt_folder):
 def test_hub_repo_without_hierarchy_loads_like_sae_lens(monkeypatch, tiny_copy):
     import huggingface_hub
 
-    full = synthviz.load_folder(tiny_copy, device="cpu")
     (tiny_copy / "hierarchy.json").unlink()  # a repo that has no hierarchy.json at all
     monkeypatch.setattr(huggingface_hub, "hf_hub_download",
                         raising("EntryNotFoundError", only="hierarchy.json", serve_from=tiny_copy))
     monkeypatch.setattr(sio, "_check_hub_reachable", hub_answers)
     m = synthviz.load("someone/flat", device="cpu")
-    # as sae_lens does, the forest is generated from the config when the file is absent
-    assert m.num_features == 300 and m.forest is not None
-    assert m.forest.roots == full.forest.roots
-    assert ({k: v for k, v in m.forest.children.items() if v}
-            == {k: v for k, v in full.forest.children.items() if v})
+    assert m.num_features == 300
+    # the config has a hierarchy section, so sae_lens generates the forest from it and its seed
+    from sae_lens.synthetic import SyntheticModel
+    theirs = SyntheticModel.load_from_disk(tiny_copy)
+    assert theirs.hierarchy is not None and m.forest.to_dict() == theirs.hierarchy.to_dict()
 
 
 # ---------------------------------------------------------------------------- offline, for real
