@@ -9,10 +9,10 @@ an SAE with 4096 latents, 100,000 samples. Unless `--sae` is given, the SAE is a
 (k=25) quickly trained with sae_lens's `train_toy_sae` (synthviz's sampler feeding it) and saved
 with `save_inference_model`; it is for timing, not a good SAE.
 
-- sae_lens: `eval_sae_on_synthetic_data` at batch sizes 1024, 2048 and 4096 once on a shorter run,
-  then at its fastest batch size over the full sample count, several times;
+- sae_lens: `eval_sae_on_synthetic_data` at batch sizes 1024, 2048 and 4096 once on 8192 samples,
+  then at its fastest batch size over the full sample count, `--their-runs` times;
 - synthviz: `evaluate_sae` (its matching cache cleared before every run, so both sides pay the
-  Hungarian matching every time), the same number of times;
+  Hungarian matching every time), `--runs` times, alternating with sae_lens's runs;
 - memory: in a fresh process per side, the peak RSS added by an evaluation of three batches
   (VmHWM after minus VmRSS before; the peak is per batch, so three batches show it);
 - the numbers of both sides side by side (mcc and uniqueness must be equal; the rest within
@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--samples", type=int, default=100_000)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=3, help="synthviz runs")
+    ap.add_argument("--their-runs", type=int, default=2,
+                    help="sae_lens runs (each about 15 minutes on a loaded 2-core machine)")
     ap.add_argument("--sae", type=str, default=None)
     ap.add_argument("--train-samples", type=int, default=60_000)
     ap.add_argument("--child-memory", choices=["synthviz", "sae_lens"])
@@ -151,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import logging
     logging.getLogger("sae_lens").setLevel(logging.ERROR)
-    n, runs = (20_000, 1) if args.quick else (args.samples, args.runs)
+    n, runs, their_runs = (20_000, 1, 1) if args.quick else (args.samples, args.runs,
+                                                              args.their_runs)
     tmp = tempfile.TemporaryDirectory(prefix="synthviz-sae-bench-")
     folder = Path(tmp.name) / "base"
     ours, theirs = models(folder)
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"BatchTopK k={K} trained on {args.train_samples} samples (timing only)",
                  "threads": torch.get_num_threads(), "cores": os.cpu_count(),
                  "cuda": torch.cuda.is_available(), "sweep": {}, "theirs": [], "ours": []}
-    sweep_n = min(n, 12_288)
+    sweep_n = min(n, 8192)
     for bs in (1024, 2048, 4096):
         load = _load()
         t, _ = run_theirs(theirs, sl_sae, sweep_n, bs)
@@ -179,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         t, res = run_ours(ours, sae, n, 4096)
         out["ours"].append({"seconds": t, "load": load, "result": res})
         _say(f"synthviz run {i + 1}: {t:.1f} s (load {load})")
+        if i >= their_runs:
+            continue
         load = _load()
         t, res = run_theirs(theirs, sl_sae, n, best)
         out["theirs"].append({"seconds": t, "load": load, "result": res})
@@ -192,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                      "sae_lens": memory("sae_lens", folder, sae_dir, best)}
     out["load_after"] = _load()
     _say(f"speedup {out['speedup']:.1f}x; memory {out['memory']}")
-    if not args.quick:
-        OUT_JSON.write_text(json.dumps(out, indent=2))
+    (OUT_JSON.with_name("sae_eval_quick.json") if args.quick else OUT_JSON).write_text(
+        json.dumps(out, indent=2))
     print(json.dumps({k: v for k, v in out.items() if k not in ("ours", "theirs")}, indent=2))
     tmp.cleanup()
     return 0
