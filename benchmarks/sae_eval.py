@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="sae_lens runs (each about 15 minutes on a loaded 2-core machine)")
     ap.add_argument("--sae", type=str, default=None)
     ap.add_argument("--train-samples", type=int, default=60_000)
+    ap.add_argument("--sae-note", type=str, default=None, help="how the --sae SAE was made")
     ap.add_argument("--child-memory", choices=["synthviz", "sae_lens"])
     ap.add_argument("--folder", type=str)
     ap.add_argument("--batch", type=int, default=4096)
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from synthviz.sae import load_sae
     sae, sl_sae = load_sae(sae_dir), SLSAE.load_from_disk(str(sae_dir))
-    out: dict = {"samples": n, "d_sae": D_SAE, "sae": args.sae or
+    out: dict = {"samples": n, "d_sae": D_SAE, "sae": args.sae_note or args.sae or
                  f"BatchTopK k={K} trained on {args.train_samples} samples (timing only)",
                  "threads": torch.get_num_threads(), "cores": os.cpu_count(),
                  "cuda": torch.cuda.is_available(), "sweep": {}, "theirs": [], "ours": []}

@@ -88,9 +88,9 @@ class SAEView(pn.viewable.Viewer):
         self._sae = None
         W = pn.widgets
         self.folder_select = W.Select.from_param(self.param.sae_folder, name="SAE folder")
-        self.refresh_button = W.Button(name="Refresh list", button_type="light")
-        self.run_button = W.Button(name="Evaluate", button_type="primary")
-        self.cancel_button = W.Button(name="Cancel", button_type="warning", disabled=True)
+        self.refresh_button = W.Button(label="Refresh list", color="default")
+        self.run_button = W.Button(label="Evaluate", color="primary")
+        self.cancel_button = W.Button(label="Cancel", color="warning", disabled=True)
         self.progress = W.Progress(value=0, max=100, visible=False, sizing_mode="stretch_width")
         self.alert = pn.pane.Alert("", alert_type="danger", visible=False)
         self.cards = pn.FlexBox()
