@@ -11,7 +11,7 @@ an SAE with 4096 latents, 100,000 samples. Unless `--sae` is given, the SAE is a
 (k=25) quickly trained with sae_lens's `train_toy_sae` (synthviz's sampler feeding it) and saved
 with `save_inference_model`; it is for timing, not a good SAE.
 
-- sae_lens: `eval_sae_on_synthetic_data` at batch sizes 1024, 2048 and 4096 once on 8192 samples,
+- sae_lens: `eval_sae_on_synthetic_data` at batch sizes 1024, 2048 and 4096 once on 4096 samples,
   then at its fastest batch size over the full sample count, `--their-runs` times;
 - synthviz: `evaluate_sae` (its matching cache cleared before every run, so both sides pay the
   Hungarian matching every time), `--runs` times, alternating with sae_lens's runs;
@@ -164,7 +164,7 @@ def render(out: dict, machine: str) -> str:
         "of 4096, its matching cache cleared before every run, so both sides compute the "
         "Hungarian matching for MCC every run).",
         "",
-        "sae_lens's batch size, tried on 8,192 samples each:",
+        "sae_lens's batch size, tried on 4,096 samples each:",
         "",
         "| batch | samples/s | load |", "|---|---|---|"]
     for bs, r in out["sweep"].items():
@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--samples", type=int, default=100_000)
-    ap.add_argument("--runs", type=int, default=3, help="synthviz runs")
-    ap.add_argument("--their-runs", type=int, default=2,
+    ap.add_argument("--runs", type=int, default=2, help="synthviz runs")
+    ap.add_argument("--their-runs", type=int, default=1,
                     help="sae_lens runs (each about 15 minutes on a loaded 2-core machine)")
     ap.add_argument("--sae", type=str, default=None)
     ap.add_argument("--train-samples", type=int, default=60_000)
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"BatchTopK k={K} trained on {args.train_samples} samples (timing only)",
                  "threads": torch.get_num_threads(), "cores": os.cpu_count(),
                  "cuda": torch.cuda.is_available(), "sweep": {}, "theirs": [], "ours": []}
-    sweep_n = min(n, 8192)
+    sweep_n = min(n, 4096)
     for bs in (1024, 2048, 4096):
         load = _load()
         t, _ = run_theirs(theirs, sl_sae, sweep_n, bs)
