@@ -85,6 +85,7 @@ class SAEView(pn.viewable.Viewer):
         self._thread: threading.Thread | None = None
         self._doc = pn.state.curdoc
         self._block: dict | None = None
+        self._forest = None  # the hierarchy of the model the shown results belong to
         self._sae = None
         W = pn.widgets
         self.folder_select = W.Select.from_param(self.param.sae_folder, name="SAE folder")
@@ -105,6 +106,7 @@ class SAEView(pn.viewable.Viewer):
         self.run_button.on_click(lambda e: self.run())
         self.cancel_button.on_click(lambda e: self.cancel())
         self.param.watch(self._redraw, ["metric", "tree_root", "results"])
+        self.param.watch(self._model_changed, ["model", "base"])
         self.refresh()
 
     # -------------------------------------------------------------- threading
@@ -145,7 +147,7 @@ class SAEView(pn.viewable.Viewer):
         hit = self._cache.get(job["key"])
         if hit is not None:
             self._cache.move_to_end(job["key"])
-            self._block = hit["block"]
+            self._block, self._forest = hit["block"], hit["forest"]
             self.status = "from cache"
             self._message("", None)
             self.results = hit["results"]
@@ -194,12 +196,13 @@ class SAEView(pn.viewable.Viewer):
             cur = results["current"]
             block = cosine_block(sae.W_dec, model.feature_vectors,
                                  cur.latents["best_feature"], cur.latents["best_cos"])
-            self._cache[job["key"]] = {"results": results, "block": block}
+            forest = model.forest
+            self._cache[job["key"]] = {"results": results, "block": block, "forest": forest}
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
 
             def done():
-                self._block = block
+                self._block, self._forest = block, forest
                 self._message("", None)
                 self.status = f"evaluated {job['folder'].name} on {job['samples']} samples{note}"
                 self.results = results
@@ -231,6 +234,11 @@ class SAEView(pn.viewable.Viewer):
         if kind:
             self.alert.alert_type = kind
 
+    def _model_changed(self, *events) -> None:
+        if self.results is not None and not self.busy:
+            self._dispatch(lambda: setattr(self, "status", "the model changed: press Evaluate "
+                                           "(the results shown are for the previous one)"))
+
     # -------------------------------------------------------------- drawing
     def _redraw(self, *events) -> None:
         res = self.results or {}
@@ -241,7 +249,7 @@ class SAEView(pn.viewable.Viewer):
         self.table.object = self._table(res)
         self.recovery_pane.object = create_recovery_plot(
             cur.features, self.metric, base=base.features if base is not None else None)
-        forest = self.model.forest if self.model is not None else None
+        forest = self._forest
         root = self.tree_root if self.tree_root is not None else most_absorbed_root(
             forest, cur.edges)
         if forest is None or root is None or root not in forest.children:

@@ -73,6 +73,9 @@ def test_errors_are_shown_and_the_view_stays_usable(sae_world, root):
     assert not view.alert.visible and view.results["current"].n_samples == 2000
     wrong = Variation(hidden_dim=32).apply(model)
     view.model = wrong
+    assert "the model changed" in view.status
+    view.metric = "recall"  # a redraw of the old results uses their own model's trees
+    hv.render(view.tree_pane.object, backend="bokeh")
     _run(view)
     assert "hidden dim is 32" in view.alert.object
 
