@@ -44,7 +44,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS_JSON = HERE / "results.json"
 RESULTS_MD = HERE / "RESULTS.md"
 PARTS = ("sample", "build", "superposition", "memory", "scaling")
-KEEP_SECTIONS = ("App live-update latency", "Server memory (sessions)")
+KEEP_SECTIONS = ("App live-update latency", "Server memory (sessions)",
+                 "SAE evaluation (issue 14)")
 PLACEHOLDER = "_To be filled in by the app work; not measured by `benchmarks/run.py`._"
 
 log = logging.getLogger("benchmarks")

@@ -1,6 +1,8 @@
 """SAE evaluation at the SynthSAEBench-16k base: synthviz against sae_lens, side by side in one run.
 
-    python -m benchmarks.sae_eval                # writes benchmarks/sae_eval.json
+    python -m benchmarks.sae_eval                # writes benchmarks/sae_eval.json and its
+                                                 # section of benchmarks/RESULTS.md
+    python -m benchmarks.sae_eval --render       # only rewrite that section from the JSON
     python -m benchmarks.sae_eval --quick        # fewer samples and runs (a smoke test)
     python -m benchmarks.sae_eval --sae FOLDER   # an SAE folder instead of the quickly trained one
 
@@ -9,10 +11,10 @@ an SAE with 4096 latents, 100,000 samples. Unless `--sae` is given, the SAE is a
 (k=25) quickly trained with sae_lens's `train_toy_sae` (synthviz's sampler feeding it) and saved
 with `save_inference_model`; it is for timing, not a good SAE.
 
-- sae_lens: `eval_sae_on_synthetic_data` at batch sizes 1024, 2048 and 4096 once on a shorter run,
-  then at its fastest batch size over the full sample count, several times;
+- sae_lens: `eval_sae_on_synthetic_data` at batch sizes 1024, 2048 and 4096 once on 4096 samples,
+  then at its fastest batch size over the full sample count, `--their-runs` times;
 - synthviz: `evaluate_sae` (its matching cache cleared before every run, so both sides pay the
-  Hungarian matching every time), the same number of times;
+  Hungarian matching every time), `--runs` times, alternating with sae_lens's runs;
 - memory: in a fresh process per side, the peak RSS added by an evaluation of three batches
   (VmHWM after minus VmRSS before; the peak is per batch, so three batches show it);
 - the numbers of both sides side by side (mcc and uniqueness must be equal; the rest within
@@ -135,13 +137,95 @@ def memory(impl: str, folder: Path, sae_dir: Path, batch: int) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+SECTION = "SAE evaluation (issue 14)"
+KEYS = ("mcc", "uniqueness", "explained_variance", "shrinkage", "sae_l0", "true_l0",
+        "dead_latents")
+
+
+def _flat(d: dict) -> dict:
+    return {**{k: d[k] for k in KEYS},
+            **{f"classification/{k}": v for k, v in d["classification"].items()}}
+
+
+def render(out: dict, machine: str) -> str:
+    """The RESULTS.md section (without its heading) from a results dict."""
+    ours = [r["seconds"] for r in out["ours"]]
+    theirs = [r["seconds"] for r in out["theirs"]]
+    loads = [r["load"] for r in out["ours"] + out["theirs"]]
+    lines = [
+        f"`python -m benchmarks.sae_eval` on {machine}: **no GPU**; the machine was shared with "
+        "other work and heavily loaded while this ran (1-minute load average "
+        f"{min(loads):.1f} to {max(loads):.1f} on 2 cores), which slows both sides alike; the "
+        "ratio is what the run measured, not a figure for an idle machine.",
+        "",
+        f"Setup: the 16k base (16,384 features, 768 dims), an SAE with {out['d_sae']} latents "
+        f"({out['sae']}), {out['samples']:,} samples, torch at {out['threads']} threads. "
+        "sae_lens: `eval_sae_on_synthetic_data`; synthviz: `synthviz.sae.evaluate_sae` (batches "
+        "of 4096, its matching cache cleared before every run, so both sides compute the "
+        "Hungarian matching for MCC every run).",
+        "",
+        "sae_lens's batch size, tried on 4,096 samples each:",
+        "",
+        "| batch | samples/s | load |", "|---|---|---|"]
+    for bs, r in out["sweep"].items():
+        lines.append(f"| {bs} | {r['samples_per_s']:.0f} | {r['load']} |")
+    lines += [
+        "",
+        f"| | sae_lens (batch {out['best_batch']}) | synthviz | ratio | goal | reached |",
+        "|---|---|---|---|---|---|",
+        f"| evaluation of {out['samples']:,} samples, median seconds | "
+        f"{statistics.median(theirs):.0f} ({len(theirs)} run{'s' if len(theirs) > 1 else ''}: "
+        f"{', '.join(f'{t:.0f}' for t in theirs)}) | {statistics.median(ours):.1f} "
+        f"({len(ours)} runs: {', '.join(f'{t:.1f}' for t in ours)}) | "
+        f"{out['speedup']:.1f}x | >= 5x | {'yes' if out['speedup'] >= 5 else 'no'} |",
+        f"| peak memory added by an evaluation (3 batches, fresh process) | "
+        f"{out['memory']['sae_lens']['delta_mib']:.0f} MiB | "
+        f"{out['memory']['synthviz']['delta_mib']:.0f} MiB | "
+        f"{out['memory']['synthviz']['delta_mib'] / out['memory']['sae_lens']['delta_mib']:.2f}"
+        " of sae_lens's | | |",
+        "",
+        "The numbers of both sides (first run of each; different random draws, so the "
+        "sample-dependent numbers agree within sampling error, while MCC and uniqueness, which "
+        "depend only on the weights, are equal):",
+        "",
+        "| metric | sae_lens | synthviz |", "|---|---|---|"]
+    a, b = _flat(out["theirs"][0]["result"]), _flat(out["ours"][0]["result"])
+    for k in a:
+        lines.append(f"| {k} | {a[k]:.6g} | {b[k]:.6g} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(out: dict) -> None:
+    """Replace (or append) this benchmark's section of benchmarks/RESULTS.md."""
+    from benchmarks.run import machine as machine_info
+
+    m = machine_info()
+    body = render(out, f"{m['cpu']} ({m['cores']} cores, {m['ram_gib']} GiB RAM), torch "
+                       f"{m['torch']}, sae_lens {m['sae_lens']}, {out.get('date', '')}".rstrip(", "))
+    md = (HERE / "RESULTS.md").read_text()
+    head = f"## {SECTION}\n"
+    if head in md:
+        before, rest = md.split(head, 1)
+        nxt = rest.find("\n## ")
+        after = "" if nxt < 0 else rest[nxt + 1:]
+        md = before + head + "\n" + body + ("\n" + after if after else "")
+    else:
+        md = md.rstrip("\n") + "\n\n" + head + "\n" + body
+    (HERE / "RESULTS.md").write_text(md)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--samples", type=int, default=100_000)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=2, help="synthviz runs")
+    ap.add_argument("--their-runs", type=int, default=1,
+                    help="sae_lens runs (each about 15 minutes on a loaded 2-core machine)")
     ap.add_argument("--sae", type=str, default=None)
     ap.add_argument("--train-samples", type=int, default=60_000)
+    ap.add_argument("--sae-note", type=str, default=None, help="how the --sae SAE was made")
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite the RESULTS.md section from benchmarks/sae_eval.json")
     ap.add_argument("--child-memory", choices=["synthviz", "sae_lens"])
     ap.add_argument("--folder", type=str)
     ap.add_argument("--batch", type=int, default=4096)
@@ -149,9 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_memory:
         print(json.dumps(memory_child(args.child_memory, args.folder, args.sae, args.batch)))
         return 0
+    if args.render:
+        write_section(json.loads(OUT_JSON.read_text()))
+        return 0
     import logging
     logging.getLogger("sae_lens").setLevel(logging.ERROR)
-    n, runs = (20_000, 1) if args.quick else (args.samples, args.runs)
+    n, runs, their_runs = (20_000, 1, 1) if args.quick else (args.samples, args.runs,
+                                                              args.their_runs)
     tmp = tempfile.TemporaryDirectory(prefix="synthviz-sae-bench-")
     folder = Path(tmp.name) / "base"
     ours, theirs = models(folder)
@@ -162,11 +250,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from synthviz.sae import load_sae
     sae, sl_sae = load_sae(sae_dir), SLSAE.load_from_disk(str(sae_dir))
-    out: dict = {"samples": n, "d_sae": D_SAE, "sae": args.sae or
+    out: dict = {"samples": n, "d_sae": D_SAE, "sae": args.sae_note or args.sae or
                  f"BatchTopK k={K} trained on {args.train_samples} samples (timing only)",
                  "threads": torch.get_num_threads(), "cores": os.cpu_count(),
                  "cuda": torch.cuda.is_available(), "sweep": {}, "theirs": [], "ours": []}
-    sweep_n = min(n, 12_288)
+    sweep_n = min(n, 4096)
     for bs in (1024, 2048, 4096):
         load = _load()
         t, _ = run_theirs(theirs, sl_sae, sweep_n, bs)
@@ -179,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         t, res = run_ours(ours, sae, n, 4096)
         out["ours"].append({"seconds": t, "load": load, "result": res})
         _say(f"synthviz run {i + 1}: {t:.1f} s (load {load})")
+        if i >= their_runs:
+            continue
         load = _load()
         t, res = run_theirs(theirs, sl_sae, n, best)
         out["theirs"].append({"seconds": t, "load": load, "result": res})
@@ -191,9 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     out["memory"] = {"synthviz": memory("synthviz", folder, sae_dir, 4096),
                      "sae_lens": memory("sae_lens", folder, sae_dir, best)}
     out["load_after"] = _load()
+    out["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     _say(f"speedup {out['speedup']:.1f}x; memory {out['memory']}")
+    (OUT_JSON.with_name("sae_eval_quick.json") if args.quick else OUT_JSON).write_text(
+        json.dumps(out, indent=2))
     if not args.quick:
-        OUT_JSON.write_text(json.dumps(out, indent=2))
+        write_section(out)
     print(json.dumps({k: v for k, v in out.items() if k not in ("ours", "theirs")}, indent=2))
     tmp.cleanup()
     return 0

@@ -1,6 +1,6 @@
-"""Writes the four notebooks in this folder from the cell lists below, with no outputs.
+"""Writes the notebooks in this folder from the cell lists below, with no outputs.
 
-    python notebooks/_build.py          # regenerate all four
+    python notebooks/_build.py          # regenerate them all
     python notebooks/_build.py --check  # exit 1 when a committed notebook differs from this script
 
 Editing the cells here (rather than in Jupyter) keeps the notebooks reviewable as plain Python and
@@ -708,11 +708,158 @@ EXPORT = [
     """),
 ]
 
+SAE_LENS = [
+    md("""
+    # The SAE lens: an SAE against the ground truth
+
+    SynthSAEBench exists to measure whether sparse autoencoders recover known features. This
+    notebook trains a small BatchTopK SAE with sae_lens's `train_toy_sae` on a small variation of
+    the 16k base (on the CPU, about a minute), evaluates it with sae_lens's metrics streamed
+    through synthviz's sparse sampler, and then looks beyond the means: recovery per feature
+    against firing rate, a hierarchy tree coloured by recovery with absorption on its edges, the
+    SAE-against-truth cosine heatmap, the same SAE under a distribution shift, and the app's SAE
+    tab.
+    """),
+    code("""
+    N_SAMPLES = 20_000         # evaluation samples; raise (e.g. 100_000) for real use
+    TRAIN_SAMPLES = 150_000    # toy-SAE training samples
+    D_SAE = 256                # latents
+    SAE_DIR = "saes/toy-batchtopk"   # the app's SAE tab lists folders under ./saes
+    """),
+    code(SETUP, """
+    import dataclasses
+
+    import torch
+    from IPython.display import Markdown, display
+
+    import synthviz
+    from synthviz.app.sae_tab import SAEView
+    from synthviz.plots.sae_cosine import cosine_block, create_cosine_plot
+    from synthviz.plots.sae_recovery import create_recovery_plot
+    from synthviz.plots.sae_tree import create_sae_tree_plot, most_absorbed_root, sae_tree_table
+    from synthviz.sae import compare_models, compare_saes, evaluate_sae
+    from synthviz.sae.compare import headline_table
+    from synthviz.sae.training import train_toy_sae
+    from synthviz.variations import Variation
+
+
+    def show_table(cols):
+        names = cols["name"]
+        lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for key, vals in cols.items():
+            if key != "name":
+                lines.append(f"| {key} | " + " | ".join(f"{v:.4g}" for v in vals) + " |")
+        display(Markdown("\\n".join(lines)))
+    """),
+    md("""
+    ## A small variation
+
+    The first 1,024 features of the base (their trees kept) in a new 64-dimensional dictionary:
+    small enough to train an SAE on in a minute, with the base's hierarchy and firing structure.
+    The SAE's k is set to the model's measured L0.
+    """),
+    code("""
+    base = synthviz.load("base", device="cpu")
+    small = Variation(num_features=1024, hidden_dim=64).apply(base)
+    _, feats = small.sample_with_features(4096, seed=0)
+    true_l0 = feats._nnz() / 4096
+    K = max(2, round(true_l0))
+    print(small, f"L0 {true_l0:.2f} -> k = {K}")
+    """),
+    md("""
+    ## Train a toy SAE with sae_lens
+
+    `synthviz.sae.training.train_toy_sae` hands synthviz's sampler to sae_lens's own
+    `train_toy_sae`, saves the result with `save_inference_model` (a BatchTopK SAE is saved as
+    `jumprelu`) and loads it back with synthviz's native loader.
+    """),
+    code("""
+    sae = train_toy_sae(small, D_SAE, K, training_samples=TRAIN_SAMPLES, out=SAE_DIR)
+    sae
+    """),
+    md("""
+    ## Evaluate it
+
+    The headline numbers are sae_lens's (`eval_sae_on_synthetic_data`'s definitions). The
+    decoder-only ones (MCC, uniqueness) are computed exactly as sae_lens does, so they are equal
+    to its functions' values.
+    """),
+    code("""
+    from sae_lens.synthetic.evals import feature_uniqueness, mean_correlation_coefficient
+
+    result = evaluate_sae(small, sae, N_SAMPLES, seed=1)
+    show_table(headline_table({"toy SAE": result}))
+    assert result.mcc == mean_correlation_coefficient(sae.W_dec, small.feature_vectors)
+    assert result.uniqueness == feature_uniqueness(sae.W_dec, small.feature_vectors)
+    assert 0 < result.classification["f1_score"] <= 1 and result.sae_l0 > 0
+    result.summary
+    """),
+    md("""
+    ## Recovery per feature
+
+    Each feature at its firing rate and the F1 of its best latent (by decoder |cos|) as its
+    detector. Rare features are the ones an SAE misses.
+    """),
+    code("""
+    create_recovery_plot(result.features)
+    """),
+    md("""
+    ## Absorption on the trees
+
+    Per parent->child edge (SAELens proposal #729): `P(parent latent fires | parent on, child
+    off) - P(parent latent fires | parent on, child on)`. A positive gap means the child
+    absorbs the parent's latent. The tree shown is the one holding the largest gap.
+    """),
+    code("""
+    root = most_absorbed_root(small.forest, result.edges)
+    create_sae_tree_plot(sae_tree_table(small.forest, root, result.features, result.edges))
+    """),
+    code("""
+    block = cosine_block(sae.W_dec, small.feature_vectors, result.latents["best_feature"],
+                         result.latents["best_cos"])
+    create_cosine_plot(block)
+    """),
+    md("""
+    ## Distribution shift, and several SAEs on one model
+
+    The same SAE on a variation that doubles every firing rate (same dictionary, so MCC is
+    unchanged while the sample-dependent numbers move); then two SAEs on the same samples.
+    """),
+    code("""
+    shifted = Variation(rel_p=2.0).apply(small)
+    both = compare_models(sae, {"trained on": small, "rel_p x2": shifted}, N_SAMPLES, seed=2)
+    show_table(headline_table(both))
+    assert both["rel_p x2"].true_l0 > 1.4 * both["trained on"].true_l0
+    assert both["rel_p x2"].mcc == both["trained on"].mcc
+    create_recovery_plot(both["rel_p x2"].features, base=both["trained on"].features)
+    """),
+    code("""
+    stricter = dataclasses.replace(sae, threshold=sae.threshold * 1.5)
+    two = compare_saes(small, {"toy SAE": sae, "thresholds x1.5": stricter}, N_SAMPLES, seed=3)
+    show_table(headline_table(two))
+    assert two["thresholds x1.5"].sae_l0 < two["toy SAE"].sae_l0
+    """),
+    md("""
+    ## The app's SAE tab
+
+    The same view the app shows: it lists SAE folders under `./saes` (or `SYNTHVIZ_SAE_ROOT`),
+    evaluates on a thread with a progress bar and a Cancel button, and compares with the base.
+    """),
+    code("""
+    view = SAEView(root="saes", model=shifted, base=small, samples=N_SAMPLES)
+    view.sae_folder = "toy-batchtopk"
+    view.run().join()
+    assert view.results["current"].mcc == result.mcc
+    view
+    """),
+]
+
 NOTEBOOKS = {
     "01_synthsaebench_16k_tour.ipynb": TOUR,
     "02_variation_families.ipynb": FAMILIES,
     "03_live_controller.ipynb": CONTROLLER,
     "04_export_to_hub.ipynb": EXPORT,
+    "05_sae_lens.ipynb": SAE_LENS,
 }
 
 

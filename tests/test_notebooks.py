@@ -20,7 +20,7 @@ nbclient = pytest.importorskip("nbclient")
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = {"01_synthsaebench_16k_tour", "02_variation_families", "03_live_controller",
-            "04_export_to_hub"}
+            "04_export_to_hub", "05_sae_lens"}
 # Each notebook is meant to finish in under 2 minutes; this only catches a hung kernel.
 CELL_TIMEOUT_S = 600
 PLOT_MIMES = ("application/vnd.holoviews_exec.v0+json", "application/vnd.bokehjs_exec.v0+json")

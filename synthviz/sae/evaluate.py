@@ -32,6 +32,7 @@ from synthviz.sae import metrics
 from synthviz.sae.loading import check_d_in
 from synthviz.sae.weights import SAE
 
+MAX_PAIRS = 4_000_000  # co-firing (latent, feature) pairs counted per evaluation
 _MATCH_CACHE: dict[tuple, tuple] = {}
 MATCH_CACHE_SIZE = 8
 
@@ -141,7 +142,7 @@ class SAEAccumulator:
         self.shrink_n = 0
         self.cofire_keys: list[torch.Tensor] = []
         self.cofire_lat = z(nl)
-        self.cofire_seen = 0
+        self.cofire_seen = self.cofire_pairs = 0
 
     # ------------------------------------------------------------------ one batch
     @torch.no_grad()
@@ -224,6 +225,16 @@ class SAEAccumulator:
 
     def _cofire(self, rows, cols, lr, lc, batch_size) -> None:
         take = min(batch_size, self.cofire_samples - self.cofire_seen)
+        # (latent, feature) pairs per row = latents fired x features on: stop at MAX_PAIRS in
+        # all, so a dense SAE cannot make this the slow part (`cofire_samples_used` says so)
+        per_row = (torch.bincount(lr, minlength=batch_size)[:take] *
+                   torch.bincount(rows, minlength=batch_size)[:take])
+        fits = int((torch.cumsum(per_row, 0) <= MAX_PAIRS - self.cofire_pairs).sum())
+        take = fits if fits < take else take
+        if take == 0:
+            self.cofire_samples = self.cofire_seen  # the budget is spent
+            return
+        self.cofire_pairs += int(per_row[:take].sum())
         self.cofire_seen += take
         fsel = rows < take
         fr, fc = rows[fsel], cols[fsel]
@@ -285,6 +296,7 @@ class SAEAccumulator:
             "absorption": {"edges": int(len(gaps)),
                            "mean_gap": float(gaps.mean()) if len(gaps) else float("nan"),
                            "edges_gap_over_0.5": int((gaps > 0.5).sum())},
+            "cofire_samples_used": self.cofire_seen,
             "splitting": {"threshold": self.split_threshold,
                           "split_features": int((splits >= 2).sum()),
                           "max_latents_per_feature": int(splits.max()) if n else 0},

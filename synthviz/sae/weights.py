@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from synthviz.errors import SynthvizError
+
 NATIVE_ARCHITECTURES = ("standard", "topk", "jumprelu")
 # what sae_lens's cfg.json may name, beyond the native maths; `batchtopk` and
 # `matryoshka_batchtopk` are training saves (`save_model`), converted on load like sae_lens's
@@ -122,8 +124,6 @@ class SAE:
         """Write `cfg.json` and `sae_weights.safetensors` as sae_lens's inference save does, so
         `sae_lens.SAE.load_from_disk` reads it back (native architectures only)."""
         from safetensors.torch import save_file
-
-        from synthviz.errors import SynthvizError
 
         if self.backend is not None:
             raise SynthvizError("only natively loaded SAEs can be saved by synthviz; use "
