@@ -56,15 +56,31 @@ def add_variation_args(p: argparse.ArgumentParser, seed_flag: str = "--seed") ->
                    help="model seed (new dictionary and hierarchy)")
 
 
+def variation_from_args(args: argparse.Namespace):
+    """The Variation the CLI flags ask for, or None when no variation flag is given."""
+    from synthviz.variations import Variation
+
+    get = lambda name: getattr(args, name, None)  # noqa: E731
+    kw = dict(
+        seed=get("seed"), hidden_dim=get("hidden_dim"), num_features=get("num_features"),
+        roots=get("roots"), branching=get("branching"), depth=get("depth"),
+        me_portion=get("me_portion"), me_min_depth=get("me_min_depth"),
+        me_max_depth=get("me_max_depth"),
+        compensate=False if get("no_compensate") else None,
+        rescale=False if get("no_rescale") else None,
+        std=get("std"), target_l0=get("target_l0"), target_l0_first_k=get("target_l0_first_k"),
+        rel_p=get("rel_p"))
+    if get("first_k") is not None:
+        kw["first_k"] = get("first_k")
+    v = Variation(**kw)
+    return None if v.is_identity() else v
+
+
 def load_with_variation(args: argparse.Namespace):
     from synthviz.sources import load
 
     progress = _progress_bar("building")
     model = load(args.source, device=args.device, progress=progress)
-    try:
-        from synthviz.variations import variation_from_args
-    except ImportError:
-        return warn_notes(model)
     variation = variation_from_args(args)
     if variation is None or variation.is_identity():
         return warn_notes(model)

@@ -24,7 +24,6 @@ truncated model uses the values its config regenerates, and `notes` records the 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import math
@@ -308,24 +307,6 @@ def _base_label(model: SynthModel) -> str:
     if model.notes.get("preset"):
         return f"preset {model.notes['preset']}"
     return str(model.notes.get("source", "a model"))
-
-
-def variation_from_args(args: argparse.Namespace) -> Variation | None:
-    """The Variation the CLI flags ask for, or None when no variation flag is given."""
-    get = lambda name: getattr(args, name, None)  # noqa: E731
-    kw = dict(
-        seed=get("seed"), hidden_dim=get("hidden_dim"), num_features=get("num_features"),
-        roots=get("roots"), branching=get("branching"), depth=get("depth"),
-        me_portion=get("me_portion"), me_min_depth=get("me_min_depth"),
-        me_max_depth=get("me_max_depth"),
-        compensate=False if get("no_compensate") else None,
-        rescale=False if get("no_rescale") else None,
-        std=get("std"), target_l0=get("target_l0"), target_l0_first_k=get("target_l0_first_k"),
-        rel_p=get("rel_p"))
-    if get("first_k") is not None:
-        kw["first_k"] = get("first_k")
-    v = Variation(**kw)
-    return None if v.is_identity() else v
 
 
 # ---------------------------------------------------------------------------- the families

@@ -15,7 +15,7 @@ def tidy_layout(nodes: list[int], parents: list[int]) -> dict[int, tuple[float, 
     """(x, y) per node: leaves on consecutive x slots in depth-first order, each parent centred
     over its children, y = -depth. `parents[i]` is node i's parent (-1 or absent for the root).
 
-    networkx has no tree layout without graphviz, hence this small one.
+    A tidy layout written here: the usual libraries need graphviz for trees.
     """
     kids: dict[int, list[int]] = {n: [] for n in nodes}
     roots = []

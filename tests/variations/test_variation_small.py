@@ -11,7 +11,8 @@ import torch
 
 from synthviz.config import ModelConfig
 from synthviz.errors import ConfigError
-from synthviz.variations import Variation, variation_from_args
+from synthviz.cli import variation_from_args
+from synthviz.variations import Variation
 from tests.variations.conftest import small_cfg_dict
 
 sl_synth = pytest.importorskip("sae_lens.synthetic")
