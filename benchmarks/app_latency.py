@@ -122,7 +122,8 @@ def main(argv=None) -> int:
             page.goto(url)
             deadline = time.monotonic() + 900
             while time.monotonic() < deadline and (
-                    "ready" not in page.locator(".sv-status").first.text_content()
+                    "ready" not in page.locator(".sv-status").first.evaluate(
+                        "el => (el.shadowRoot || el).textContent")
                     or card(page, "rho_mm") == "…"):
                 page.wait_for_timeout(500)
             presets = ["rel-p-0.5", "rel-p-0.25", "rel-p-2.0", "std-0.1", "base"]

@@ -56,10 +56,15 @@ def main(names: list[str]) -> int:
                 page.goto(url + query)
                 deadline = time.monotonic() + limit
                 while time.monotonic() < deadline:
-                    status = page.locator(".sv-status").first.text_content() or ""
-                    rho = page.locator(".sv-card-rho_mm .sv-value").first.text_content() or "…"
-                    if "ready" in status and "…" not in rho:
-                        break
+                    try:
+                        status = page.locator(".sv-status").first.evaluate(
+                            "el => (el.shadowRoot || el).textContent", timeout=2000)
+                        rho = page.locator(".sv-card-rho_mm .sv-value").first.text_content(
+                            timeout=2000)
+                        if "ready" in (status or "") and "…" not in (rho or "…"):
+                            break
+                    except Exception:  # not rendered yet
+                        pass
                     page.wait_for_timeout(500)
                 page.wait_for_timeout(3000)  # the canvas paints
                 out = REPO / "docs" / f"app-{name}.png"

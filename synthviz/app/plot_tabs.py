@@ -49,6 +49,7 @@ class L0View(TabView):
 
 class FrequenciesView(TabView):
     slots = ("frequencies",)
+    new_figure = ("frequencies",)  # the number of seen features changes with every model
 
     def draw(self, res) -> None:
         from synthviz import plots

@@ -1,13 +1,13 @@
 """Building blocks of the explorer's tabs: `PlotSlot` (one plot area that follows new elements in
 place) and `TabView` (a `pn.viewable.Viewer` bound to the controller's `Results`).
 
-Why in place: a HoloViews pane whose figure is swapped while its tab is hidden cannot put the new
-figure into the page (Panel's dynamic Tabs reinstate the figure they rendered first, and the
-swap logs "could not be replaced"), so plots went stale after switching tabs. Here every plot is
-a `DynamicMap` fed by a `Pipe`: a new element updates the existing Bokeh figure's data, title and
-legend, and the figure itself stays attached to the page for the session's lifetime. Only a
-change of element type (a placeholder message becoming a plot) builds a new figure, inside a
-Column that never leaves the page.
+Why: a HoloViews pane that is a tab's own child and swaps whole figures cannot put a new figure
+into the page once its tab has been hidden and shown (Panel's dynamic Tabs put back the model
+the tab rendered first, and the swap logs "could not be replaced"), so plots went stale after
+switching tabs. Here each tab's child is its view's own Column, which Panel keeps while the tab
+is hidden and puts back as it is; inside it every plot is a `DynamicMap` fed by a `Pipe`, so a new
+element updates the existing Bokeh figure's data, title and legend. Only a change of element
+type (a placeholder message becoming a plot) builds a new figure, inside that Column.
 
 All of this runs on the session's event loop: the Explorer assigns `results` there, and a view
 draws when its tab is shown (a hidden tab draws when it is opened).
@@ -36,8 +36,9 @@ def _stable(label: str) -> str:
 class PlotSlot:
     """One plot area: `show(element)` puts a HoloViews element on the page, in place."""
 
-    def __init__(self, name: str, min_height: int = 380):
+    def __init__(self, name: str, min_height: int = 380, in_place: bool = True):
         self.name = name
+        self.in_place = in_place
         self._pipe: hv.streams.Pipe | None = None
         self._kind: Any = None
         self._labels: dict[str, str] = {}  # stable layer key -> legend text to show
@@ -53,7 +54,7 @@ class PlotSlot:
             return
         obj = self._keyed(obj)
         kind = type(obj)
-        if kind is not self._kind or self._pipe is None:
+        if kind is not self._kind or self._pipe is None or not self.in_place:
             self._pipe = hv.streams.Pipe(data=obj)
             self.pane.object = hv.DynamicMap(self._frame, streams=[self._pipe])
             self._kind = kind
@@ -109,10 +110,14 @@ class TabView(pn.viewable.Viewer):
     active = param.Boolean(default=False, doc="the tab is shown (hidden tabs draw when shown)")
 
     slots: tuple[str, ...] = ()
+    # slots drawn as a new figure on each update: BokehJS's WebGL scatter fails ("Size
+    # mismatch") when an in-place update changes its number of points
+    new_figure: tuple[str, ...] = ()
 
     def __init__(self, header: list | None = None, **params):
         super().__init__(**params)
-        self.slot = {name: PlotSlot(name) for name in self.slots}
+        self.slot = {name: PlotSlot(name, in_place=name not in self.new_figure)
+                     for name in self.slots}
         self.note = pn.pane.Markdown("", visible=False, css_classes=["sv-tab-note"],
                                      sizing_mode="stretch_width", margin=(0, 10))
         self._layout = pn.Column(*(header or []), self.note,

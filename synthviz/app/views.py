@@ -272,7 +272,9 @@ class Explorer(pn.viewable.Viewer):
                 kw["header"] = headers[title]
             self.views[title] = cls(**kw)
         self._sync_view_params()
-        self.tabs = pn.Tabs(*self.views.items(), sizing_mode="stretch_width",
+        # dynamic: only the shown tab is in the page; each tab's child is its view's own
+        # Column, which keeps its figures while hidden and is put back as it is when shown
+        self.tabs = pn.Tabs(*self.views.items(), dynamic=True, sizing_mode="stretch_width",
                             css_classes=["sv-tabs"])
         self.tabs.param.watch(lambda e: self._on_tab(), ["active"])
         self._on_tab()
@@ -514,12 +516,6 @@ class Explorer(pn.viewable.Viewer):
         return pn.Row(pn.Column(self.sidebar, width=320), self.main, sizing_mode="stretch_width")
 
 
-class _OfflineFast(pn.theme.Fast):
-    """Panel's Fast design without its web font (fonts.googleapis.com): the page must load with
-    no connection beyond this server."""
-    _resources = {**pn.theme.Fast._resources, "font": {}}
-
-
 def create_app(controller: Controller | None = None) -> pn.template.FastListTemplate:
     """The served page: the URL carries the settings, the sidebar the controls."""
     c = controller or Controller(start=False)
@@ -542,9 +538,18 @@ def create_app(controller: Controller | None = None) -> pn.template.FastListTemp
     c.request()
     if served:
         pn.state.on_session_destroyed(lambda ctx: c.close())
+    _offline_fast()
     template = pn.template.FastListTemplate(
         title="synthviz: SynthSAEBench-16k explorer", sidebar=[explorer.sidebar],
         main=[explorer.main], sidebar_width=330, accent="#1f77b4", theme_toggle=False,
-        design=_OfflineFast, font_url="")  # no Google font: nothing from outside the machine
+        font_url="")  # no Google font: the page needs nothing from outside the machine
     template.explorer = explorer  # tests and notebooks reach the components through it
     return template
+
+
+def _offline_fast() -> None:
+    """Panel's Fast design lists a Google web font among its resources; this process serves
+    pages that must need nothing from outside the machine, so the design goes without it."""
+    fast = pn.theme.Fast
+    if fast._resources.get("font"):
+        fast._resources = {**fast._resources, "font": {}}

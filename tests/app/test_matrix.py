@@ -35,7 +35,7 @@ TABS = ("L0", "Frequencies", "Co-occurrence", "Hierarchy", "Superposition", "Mag
 # every Bokeh figure reachable from the page's root views, with whether it is on screen
 PLOTS_JS = """
 () => {
-  const FULL = new Set(['feature', 'rate', 'feature_i', 'feature_j', 'rate_i']);
+  const FULL = new Set(['feature', 'index', 'rate', 'feature_i', 'feature_j', 'rate_i']);
   const seen = new Set(), out = [];
   const kids = (v) => { try { return Array.from(v.child_views ?? []); } catch (e) { return []; } };
   const walk = (v) => {
@@ -164,7 +164,7 @@ def check_tab(tab: str, plots: list[dict], f: dict, want_base: bool, freq: dict[
         forest = find(r"roots, .* ME parents")
         if tree is None or forest is None:
             return bad + ["no tree or forest plot"]
-        rates = _rates(tree, "feature", "rate")
+        rates = _rates(tree, "index", "rate")  # a graph's node ids are its "index" column
         off = [k for k, r in rates.items() if abs(r - freq.get(k, 0.0)) > 1e-6]
         if not rates or off:
             bad.append(f"tree rates differ from the frequency plot for {off[:5]}")
@@ -221,7 +221,7 @@ def wait_ready(page, settled, timeout_s: float) -> None:
     raise AssertionError(f"the change never settled; status {last!r}")
 
 
-def walk_tabs(page, first: str, want_base: bool, expect: dict, settle_s: float = 8.0
+def walk_tabs(page, first: str, want_base: bool, expect: dict, settle_s: float = 20.0
               ) -> dict[str, list[str]]:
     """Show every tab (the one shown during the change first) and check it; a tab gets
     `settle_s` to show the current model."""
