@@ -38,6 +38,7 @@ def _safe(view: TabView, name: str, make) -> None:
 
 class L0View(TabView):
     slots = ("l0",)
+    in_place = ("l0",)  # bars and lines, no WebGL glyphs: updated in place
 
     def draw(self, res) -> None:
         from synthviz import plots
@@ -49,7 +50,6 @@ class L0View(TabView):
 
 class FrequenciesView(TabView):
     slots = ("frequencies",)
-    new_figure = ("frequencies",)  # the number of seen features changes with every model
 
     def draw(self, res) -> None:
         from synthviz import plots

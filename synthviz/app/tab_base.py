@@ -110,13 +110,14 @@ class TabView(pn.viewable.Viewer):
     active = param.Boolean(default=False, doc="the tab is shown (hidden tabs draw when shown)")
 
     slots: tuple[str, ...] = ()
-    # slots drawn as a new figure on each update: BokehJS's WebGL scatter fails ("Size
-    # mismatch") when an in-place update changes its number of points
-    new_figure: tuple[str, ...] = ()
+    # slots updated in place (the others get a new figure per update, inside the view's
+    # Column): in-place updates left WebGL glyphs empty or failing ("Size mismatch") in
+    # Chromium when the number of points or layers changed
+    in_place: tuple[str, ...] = ()
 
     def __init__(self, header: list | None = None, **params):
         super().__init__(**params)
-        self.slot = {name: PlotSlot(name, in_place=name not in self.new_figure)
+        self.slot = {name: PlotSlot(name, in_place=name in self.in_place)
                      for name in self.slots}
         self.note = pn.pane.Markdown("", visible=False, css_classes=["sv-tab-note"],
                                      sizing_mode="stretch_width", margin=(0, 10))
