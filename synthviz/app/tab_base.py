@@ -52,9 +52,13 @@ class PlotSlot:
         if obj is None:
             self.box.visible = False
             return
+        if not self.in_place:  # a new figure, from the element as it is
+            self.pane.object = obj
+            self.box.visible = True
+            return
         obj = self._keyed(obj)
         kind = type(obj)
-        if kind is not self._kind or self._pipe is None or not self.in_place:
+        if kind is not self._kind or self._pipe is None:
             self._pipe = hv.streams.Pipe(data=obj)
             self.pane.object = hv.DynamicMap(self._frame, streams=[self._pipe])
             self._kind = kind
