@@ -227,12 +227,16 @@ def walk_tabs(page, first: str, want_base: bool, expect: dict, settle_s: float =
     `settle_s` to show the current model."""
     order = [first] + [t for t in TABS if t != first]
     # the frequency plot's rates are the reference for the co-occurrence and tree rates
+    # (once it shows the current model: a tab may show its last figure until the new one comes)
     show_tab(page, "Frequencies")
     freq: dict[int, float] = {}
     deadline = time.monotonic() + settle_s
-    while time.monotonic() < deadline and not freq:
+    while time.monotonic() < deadline:
         p = next((p for p in visible_plots(page) if p["title"].startswith("Firing")), None)
         freq = _rates(p, "feature", "rate") if p else {}
+        if freq and not check_tab("Frequencies", visible_plots(page), facts(page), want_base,
+                                  freq, expect):
+            break
         page.wait_for_timeout(200)
     problems: dict[str, list[str]] = {}
     for tab in order:
