@@ -1,145 +1,167 @@
-"""App live-update latency: how long a cheap change takes to reach every plot, on the 16k base.
+"""App latency as a user sees it: from a cheap change in the browser until every plot on the
+shown tab shows the new model (16k base, headless Chromium).
 
-    python benchmarks/app_latency.py                  # 8192 samples, torch threads 1 and 2
-    python benchmarks/app_latency.py --repeats 3 --threads 1 --samples 16384
+    python benchmarks/app_latency.py                 # 5 fresh values per kind of change
+    python benchmarks/app_latency.py --repeats 3
 
-For each cheap change (rel_p, a constant magnitude std, truncation, the sample count) a headless
-`Controller` is set to a value it has not seen (so nothing comes from the result caches), and the
-script measures:
-- update: from setting the parameter to the controller publishing its first drawing (the sampled
-  statistics with the expected rates and interference; a truncation's superposition statistics
-  come from the base's prefix tables);
-- drawings: how many times the results were published for the change (1: everything at once);
-- plots: building every HoloViews plot from the last published results (what the page does off
-  the UI thread);
-- render: turning the plots of one tab into Bokeh models (what the UI thread does; the page only
-  renders the visible tab), shown for the L0 tab and for the slowest tab;
-- every plot: until the last drawing is published, plus building its plots, plus rendering the
-  slowest tab: the longest a user waits for any plot of the change.
-Prints a Markdown table (medians and maxima over the changes of each kind) and the machine load.
+Serves the app (`panel serve app`), opens it in /usr/bin/chromium at 1600x1000 and, for each
+kind of cheap change (relative p, a constant std, truncation, compare to base, a preset that
+shares the base's dictionary), makes the change with the page's own widgets while a tab is shown
+and times until every visible plot on that tab shows the new model, read from the page's Bokeh
+models and compared with the headline cards (the same checks as tests/app/test_matrix.py).
+Each change goes to a value not seen before (no cached result), except compare to base, whose
+base statistics are cached after the first toggle (as in use). The page is polled about every
+0.1 s, so times are within ~0.1 s. Prints a Markdown table: medians and maxima, with the load
+average before and after each kind.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
+import subprocess
 import sys
-import threading
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-import holoviews as hv  # noqa: E402
-import torch  # noqa: E402
-
-from synthviz.app import Controller  # noqa: E402
-from synthviz.app.views import build_plots  # noqa: E402
-
-TABS = {"L0": ["l0"], "Frequencies": ["frequencies"], "Co-occurrence": ["cooccurrence"],
-        "Hierarchy": ["tree", "forest"], "Superposition": ["cos_hist", "max_cos", "interference"],
-        "Magnitudes": ["magnitudes"]}
+from tests.app.test_matrix import (_legend, _rates, check_tab, compare_on, facts,  # noqa: E402
+                                   visible_plots)
+from tests.app.test_browser import card, show_tab  # noqa: E402
 
 
-def changes(repeats: int) -> dict[str, list[dict]]:
-    """Fresh values for each kind of cheap change (each computed once: no cache hits)."""
-    rel = [0.5, 0.75, 1.25, 1.5, 0.6, 0.9, 1.1, 0.4, 1.7, 0.3][:repeats]
-    std = [0.0, 0.1, 2.5, 1.0, 0.3, 0.7, 1.5, 2.0, 0.05, 0.2][:repeats]
-    trunc = [8192, 4096, 12288, 6144, 10240, 2048, 14336, 3072, 5120, 7168][:repeats]
-    return {
-        "rel_p": [{"rel_p": v} for v in rel],
-        "std (constant)": [{"std_mode": "constant", "std": v} for v in std],
-        "truncation": [{"num_features": v} for v in trunc],
-        "samples": [{"samples": v} for v in (4096, 16384, 2048, 32768, 1024)[:repeats]],
-    }
+def serve(log_path: Path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SYNTHVIZ_EXPORT_ROOT": tempfile.mkdtemp(), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panel", "serve", "app", "--address", "127.0.0.1", "--port",
+         str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"],
+        cwd=REPO, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/app"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=300):
+                return proc, url
+        except OSError:
+            time.sleep(1)
+    proc.kill()
+    raise RuntimeError("panel serve did not start")
 
 
-def reset(c: Controller, samples: int) -> None:
-    c.param.update(rel_p=1.0, std_mode="base", num_features=16384, samples=samples)
-    c.wait(600)
+def shows_new_model(page, tab: str, before: dict, want_base: bool) -> bool:
+    """Every visible plot on `tab` agrees with the cards, and the cards show the change."""
+    f = facts(page)
+    if f == before["facts"] and not want_base and tab != "Magnitudes":
+        return False  # the cards do not show the change yet
+    plots = visible_plots(page)
+    freq = {}
+    if tab in ("Frequencies",):
+        p = next((p for p in plots if p["title"].startswith("Firing")), None)
+        freq = _rates(p, "feature", "rate") if p else {}
+    if check_tab(tab, plots, f, want_base, freq, {}):
+        return False
+    if tab == "Magnitudes":  # a new std changes no card: the legend's mean magnitude must
+        p = next((p for p in plots if p["title"].startswith("Magnitudes")), None)
+        return p is not None and _legend(p, "all active") != before["magnitude_legend"]
+    return True
 
 
-def measure(c: Controller, change: dict) -> dict[str, float]:
-    published: list[tuple[float, object]] = []
-    lock = threading.Lock()
+def snapshot(page) -> dict:
+    plots = visible_plots(page)
+    p = next((p for p in plots if p["title"].startswith("Magnitudes")), None)
+    return {"facts": facts(page), "base": compare_on(page),
+            "magnitude_legend": None if p is None else _legend(p, "all active")}
 
-    def record(event):
-        with lock:
-            published.append((time.perf_counter(), event.new))
-    watcher = c.param.watch(record, ["results"])
-    target = {k: v for k, v in change.items()}
+
+def timed(page, tab: str, act, want_base: bool = False, timeout: float = 120.0) -> float:
+    show_tab(page, tab)
+    page.wait_for_timeout(1500)  # the tab has drawn the current model
+    before = snapshot(page)
     t0 = time.perf_counter()
-    c.param.update(**change)
-    c.wait(600)
-    c.param.unwatch(watcher)
-    mine = [(t, r) for t, r in published
-            if r is not None and all(r.settings[k] == v for k, v in target.items())]
-    first_t, first = mine[0]
-    last_t, last = mine[-1]
-    t1 = time.perf_counter()
-    plots = build_plots(first, c)
-    t_plots = time.perf_counter() - t1
-    render = {}
-    for tab, names in TABS.items():
-        t2 = time.perf_counter()
-        for n in names:
-            hv.render(plots[n], backend="bokeh")
-        render[tab] = time.perf_counter() - t2
-    if last is not first:
-        t1 = time.perf_counter()
-        build_plots(last, c)
-        t_plots = time.perf_counter() - t1
-    return {"update": first_t - t0, "plots": t_plots, "render_l0": render["L0"],
-            "render_max": max(render.values()), "slowest_tab": max(render, key=render.get),
-            "complete": last_t - t0, "drawings": len(mine),
-            "every": last_t - t0 + t_plots + max(render.values()),
-            "sampling": first.stats.seconds}
+    act()
+    while time.perf_counter() - t0 < timeout:
+        try:
+            if shows_new_model(page, tab, before, want_base):
+                return time.perf_counter() - t0
+        except Exception:  # mid-update
+            pass
+        page.wait_for_timeout(60)
+    raise RuntimeError(f"{tab}: the change never showed")
+
+
+def key(page, widget: str, k: str) -> None:
+    h = page.locator(f".sv-w-{widget} .noUi-handle").first
+    h.focus()
+    h.press(k)
 
 
 def main(argv=None) -> int:
+    from playwright.sync_api import sync_playwright
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=4, help="changes of each kind (max 10)")
-    ap.add_argument("--samples", type=int, default=8192)
-    ap.add_argument("--threads", default="1,2", help="torch thread counts to measure, e.g. 1,2")
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
-    hv.extension("bokeh")
-    c = Controller(samples=args.samples)
-    c.wait(900)
-    if c.error:
-        print("controller error:", c.error)
-        return 1
+    n = args.repeats
+    log = Path(tempfile.mkdtemp()) / "serve.log"
+    proc, url = serve(log)
     rows = []
-    for threads in [int(x) for x in args.threads.split(",")]:
-        torch.set_num_threads(threads)
-        reset(c, args.samples)
-        build_plots(c.results, c)  # warm the plotting code paths once
-        for kind, values in changes(args.repeats).items():
-            ms = []
-            load0 = os.getloadavg()[0]
-            for change in values:
-                ms.append(measure(c, change))
-                reset(c, args.samples)
-            load1 = os.getloadavg()[0]
-            med = {k: statistics.median(m[k] for m in ms) for k in
-                   ("update", "plots", "render_l0", "render_max", "every", "complete",
-                    "sampling", "drawings")}
-            mx = {k: max(m[k] for m in ms) for k in ("every", "update", "drawings")}
-            slow = statistics.mode(m["slowest_tab"] for m in ms)
-            rows.append((threads, kind, len(ms), med, mx, slow, load0, load1))
-            print(f"threads {threads} {kind}: every plot median {med['every']:.2f} s "
-                  f"(max {mx['every']:.2f}), drawings {mx['drawings']}", flush=True)
-    c.close()
-    print()
-    print(f"16k base, {args.samples:,} samples per update; medians over {args.repeats} fresh "
-          f"values per kind; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n")
-    print("| torch threads | change | update (s) | drawings | plots (s) | render L0 tab (s) | "
-          "slowest tab render (s) | every plot (s), median / max | load |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for threads, kind, n, med, mx, slow, l0, l1 in rows:
-        print(f"| {threads} | {kind} | {med['update']:.2f} | {mx['drawings']:.0f} | "
-              f"{med['plots']:.2f} | {med['render_l0']:.2f} | {med['render_max']:.2f} ({slow}) | "
-              f"{med['every']:.2f} / {mx['every']:.2f} | {l0:.1f} -> {l1:.1f} |")
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                         args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.goto(url)
+            deadline = time.monotonic() + 900
+            while time.monotonic() < deadline and (
+                    "ready" not in page.locator(".sv-status").first.evaluate(
+                        "el => (el.shadowRoot || el).textContent")
+                    or card(page, "rho_mm") == "…"):
+                page.wait_for_timeout(500)
+            presets = ["rel-p-0.5", "rel-p-0.25", "rel-p-2.0", "std-0.1", "base"]
+            kinds = [
+                ("relative p (L0 tab)", "L0", lambda i: key(page, "rel-p", "ArrowLeft"), False),
+                ("constant std (Magnitudes tab)", "Magnitudes",
+                 lambda i: (page.locator(".sv-w-std-mode button", has_text="constant").first
+                            .click() if i == 0 else key(page, "std", "ArrowRight")), False),
+                ("truncation (Superposition tab)", "Superposition",
+                 lambda i: key(page, "num-features", "ArrowLeft"), False),
+                ("compare to base on (L0 tab)", "L0",
+                 lambda i: page.locator(".sv-w-compare-base button").first.click(), True),
+                ("preset sharing the base's dictionary (Frequencies tab)", "Frequencies",
+                 lambda i: page.locator(".sv-w-preset select").first.select_option(
+                     presets[i % len(presets)]), False),
+            ]
+            for name, tab, act, base in kinds:
+                load0 = os.getloadavg()[0]
+                times = []
+                for i in range(n):
+                    times.append(timed(page, tab, lambda: act(i), want_base=base))
+                    if base:  # back off, untimed
+                        page.locator(".sv-w-compare-base button").first.click()
+                        page.wait_for_timeout(2000)
+                rows.append((name, statistics.median(times), max(times), load0,
+                             os.getloadavg()[0]))
+                print(f"{name}: median {rows[-1][1]:.2f} s, max {rows[-1][2]:.2f} s", flush=True)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    print(f"\n16k base, 8,192 samples per update, headless Chromium 1600x1000, {n} changes per "
+          f"kind; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+          f"{os.cpu_count()} CPUs, no GPU.\n")
+    print("| change (tab shown) | every visible plot shows it: median (s) | max (s) | load |")
+    print("|---|---|---|---|")
+    for name, med, mx, l0, l1 in rows:
+        print(f"| {name} | {med:.2f} | {mx:.2f} | {l0:.1f} -> {l1:.1f} |")
     return 0
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import param
 
+from synthviz.app.model_text import ready_status
 from synthviz.app.store import STORE, AnalyticStats, SampleSettings, SampleStats
 from synthviz.device import DEVICES
 from synthviz.errors import Cancelled, SynthvizError
@@ -212,6 +213,14 @@ class Controller(param.Parameterized):
 
     # -------------------------------------------------------------- scheduling
     def _on_settings(self, *events) -> None:
+        from synthviz.presets import PRESETS
+        src = self.source.strip()
+        if (not self._applying_preset and any(e.name == "source" for e in events)
+                and src in PRESETS and src != "base"):
+            # one model picker: a preset typed as a source is that preset (its base with its
+            # variation, as the dropdown applies it), not a separate from-scratch build
+            self.preset = src
+            return
         if not self._applying_preset:
             from synthviz.app.variation_bridge import matching_preset
             names = [e.name for e in events]
@@ -311,10 +320,17 @@ class Controller(param.Parameterized):
         from synthviz.app.variation_bridge import make_variation, settings_for, source_facts
         from synthviz.variations import Variation
         t0 = time.perf_counter()
+        took: dict[str, float] = {}  # what the time went on, for the final status
         self.param.update(busy=True, progress=0, status="loading model")
         try:
+            if snap["branching_random"] and snap["branching_min"] > snap["branching_max"] \
+                    and snap["hierarchy_mode"] == "custom":
+                raise SynthvizError(f"branching min {snap['branching_min']} is above max "
+                                    f"{snap['branching_max']}: lower min or raise max")
+            t = time.perf_counter()
             src = STORE.source(snap["source"], snap["device"],
                                self._progress("building base", ("source", "device")))
+            took["loading the source"] = time.perf_counter() - t
             facts = source_facts(src)
             self._source_facts = facts
             self._set_bounds(facts)
@@ -327,8 +343,10 @@ class Controller(param.Parameterized):
                 return
             variation = make_variation(snap, facts)
             self.param.update(status="applying variation")
+            t = time.perf_counter()
             key, model = STORE.model(snap["source"], snap["device"], variation,
                                      self._progress("building", MODEL_PARAMS))
+            took["applying the variation"] = time.perf_counter() - t
             if self._superseded():
                 return
             settings = sample_settings(snap)
@@ -384,8 +402,9 @@ class Controller(param.Parameterized):
                 res = dataclasses.replace(res, **{field_name: compute()},
                                           seconds=time.perf_counter() - t0)
                 self.param.update(results=res)
-            self.param.update(status=f"ready: N={model.num_features}, D={model.hidden_dim}, "
-                                     f"{settings.samples:,} samples in {stats.seconds:.2f} s")
+            took["sampling"] = stats.seconds
+            self.param.update(status=ready_status(model, settings.samples,
+                                                  time.perf_counter() - t0, took))
         except Cancelled:
             # newer settings follow; when the cancelled work was shared with another session
             # (single flight in the store) and ours still wants it, ask again

@@ -3,34 +3,36 @@
 `Explorer(controller)` is one session's page. `create_app()` wraps it in a FastListTemplate for
 `panel serve app`; in a notebook `Explorer.__panel__` gives the same components in a Row.
 
-Threading: the controller's worker sets `results` / `status` / `progress` from its own thread.
-Plots are built there (pure functions, no Bokeh models yet); the assignment to Panel panes is
-handed to the session's event loop with `pn.state.execute` under that session's document, so
-Bokeh's document lock is respected and the page stays responsive meanwhile.
+Threading: the controller's worker computes and sets `results` / `status` / `progress` from its
+own thread. Everything that touches Panel objects is handed to the session's event loop (a
+next-tick callback under that session's document): there the tab views (`plot_tabs.TAB_VIEWS`,
+one `pn.viewable.Viewer` each) get the new `results` and update their figures in place.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import logging
 import os
 import threading
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-import holoviews as hv
 import panel as pn
 import param
 from panel.io.state import set_curdoc
 
 from synthviz.app.controller import CUSTOM, URL_PARAMS, Controller, Results
+from synthviz.app.model_text import describe_model, model_warnings
+from synthviz.app.plot_tabs import TAB_VIEWS
 from synthviz.errors import SynthvizError
 
 log = logging.getLogger(__name__)
 
 SAMPLE_OPTIONS = [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144]
-PLOT_TABS = ("L0", "Frequencies", "Co-occurrence", "Hierarchy", "Superposition", "Magnitudes")
 
 CARD_CSS = """
 :host { flex: 1 1 0; min-width: 120px; }
@@ -81,112 +83,11 @@ def card_values(res: Results | None, first_k: int) -> dict[str, tuple[str, str]]
     }
 
 
-def build_plots(res: Results, c: Controller) -> dict[str, Any]:
-    """Every plot for `res`, as HoloViews objects (built off the UI thread). A plot that fails
-    becomes a message element rather than taking the others down."""
-    from synthviz import plots
-
-    s, b = res.stats, res.base_stats
-    a, ba = res.analytic, res.base_analytic
-    out: dict[str, Any] = {}
-
-    def make(name, fn):
-        try:
-            out[name] = fn()
-        except Exception as exc:  # one bad statistic must not blank the page
-            log.exception("plot %s failed", name)
-            out[name] = plots.empty(f"{name}: {type(exc).__name__}: {exc}")
-
-    def interference():
-        if a is None:
-            return plots.empty("measuring interference…")
-        if a.interference is None:
-            return plots.empty("interference: " + a.errors.get("interference", "not measured"))
-        return plots.create_interference_plot(
-            a.interference, None if ba is None else ba.interference)
-
-    k = res.settings["first_k"]
-    make("l0", lambda: plots.create_l0_plot(s.l0, res.expected_l0, k,
-                                            base=None if b is None else b.l0))
-    make("frequencies", lambda: plots.create_frequency_plot(res.firing, base=res.base_firing))
-    make("cooccurrence", lambda: _cooc(res, c.cooc_measure))
-    make("cooccurrence_base", lambda: _cooc(res, c.cooc_measure, base=True))
-    make("tree", lambda: _tree(res, c.tree_root))
-    make("tree_base", lambda: _tree(res, c.tree_root, base=True))
-    make("forest", lambda: _forest(res))
-    make("cos_hist", lambda: plots.create_cos_histogram(res.superposition, res.base_superposition))
-    make("max_cos", lambda: plots.create_max_cos_scatter(
-        res.superposition, _x_rates(res.firing, res.model), res.base_superposition,
-        None if res.base_model is None else _x_rates(res.base_firing, res.base_model)))
-    make("interference", interference)
-    make("magnitudes", lambda: plots.create_magnitude_plot(
-        s.magnitudes, None if b is None else b.magnitudes) if s.magnitudes is not None
-        else plots.empty("magnitudes: " + s.errors.get("magnitudes", "not measured")))
-    return out
-
-
-def _x_rates(firing, model):
-    """Expected rates once known; the stored probabilities until then."""
-    import torch
-    ex = firing.expected_rate
-    return ex if bool(torch.isfinite(ex).all()) else model.firing_probabilities
-
-
-def _cooc(res: Results, measure: str, base: bool = False):
-    from synthviz import plots
-    s = res.base_stats if base else res.stats
-    if s is None:
-        return None
-    if s.cooccurrence is None:
-        return plots.empty(s.errors.get("cooccurrence", "no co-occurrence statistics"))
-    return plots.create_cooccurrence_plot(
-        s.cooccurrence, measure, title="base model, same feature set" if base else None)
-
-
-def tree_root_of(forest, feature: int) -> int | None:
-    """The root of the tree holding `feature` (the first root when it is outside every tree)."""
-    if forest is None or not forest.roots:
-        return None
-    f = int(feature)
-    if not 0 <= f < forest.num_features or int(forest.depth[f]) < 0:
-        return forest.roots[0]
-    parent = forest.parent
-    while int(parent[f]) >= 0:
-        f = int(parent[f])
-    return f
-
-
-def _tree(res: Results, feature: int, base: bool = False):
-    from synthviz import plots
-    from synthviz.stats.hierarchy_stats import tree_table
-    if base:
-        m, s = res.base_model, res.base_stats
-        if m is None or s is None:
-            return None
-    else:
-        m, s = res.model, res.stats
-    root = tree_root_of(m.forest, feature)
-    if root is None:
-        return plots.empty("this model has no hierarchy")
-    return plots.create_tree_plot(tree_table(m.forest, root, s.firing.empirical_rate),
-                                  title=f"base: tree of root {root}" if base else None)
-
-
-def _forest(res: Results):
-    from synthviz import plots
-    from synthviz.stats.hierarchy_stats import forest_summary
-    m = res.model
-    summary = None if m.forest is None else forest_summary(m.forest, m.num_features)
-    base = None
-    if res.base_model is not None and res.base_model.forest is not None:
-        base = forest_summary(res.base_model.forest, res.base_model.num_features)
-    return plots.create_forest_summary_plot(summary, base)
-
-
 class Explorer(pn.viewable.Viewer):
     """One session's page: controls, status, cards, plot tabs and export."""
 
     controller = param.ClassSelector(class_=Controller)
+    location = param.Parameter(default=None, doc="the served page's pn.state.location")
 
     def __init__(self, **params):
         if params.get("controller") is None:
@@ -237,16 +138,21 @@ class Explorer(pn.viewable.Viewer):
         W = pn.widgets
         slider = dict(throttled=True, sizing_mode="stretch_width")
         self.w = w = {
-            "source": W.TextInput.from_param(p.source, label="source (preset, folder or Hub id)"),
-            "preset": W.Select.from_param(p.preset),
+            "source": W.TextInput.from_param(
+                p.source, name="…or load a model folder or Hub id (owner/name)"),
+            "preset": W.Select.from_param(p.preset, name="model (preset; 'custom' once "
+                                          "sliders differ)"),
             "device": W.Select.from_param(p.device),
-            "std_mode": W.RadioButtonGroup.from_param(p.std_mode, color="default"),
+            # primary + outline: the active choice is filled, the other outlined
+            "std_mode": W.RadioButtonGroup.from_param(p.std_mode, color="primary",
+                                                      variant="outline"),
             "std": W.FloatSlider.from_param(p.std, **slider),
             "hidden_dim": W.IntSlider.from_param(p.hidden_dim, **slider),
             "rel_p": W.FloatSlider.from_param(p.rel_p, **slider),
             "num_features": W.IntSlider.from_param(p.num_features, **slider),
             "seed": W.IntInput.from_param(p.seed),
-            "hierarchy_mode": W.RadioButtonGroup.from_param(p.hierarchy_mode),
+            "hierarchy_mode": W.RadioButtonGroup.from_param(p.hierarchy_mode, color="primary",
+                                                            variant="outline"),
             "roots": W.IntInput.from_param(p.roots),
             "branching_random": W.Checkbox.from_param(p.branching_random),
             "branching_min": W.IntInput.from_param(p.branching_min),
@@ -284,17 +190,24 @@ class Explorer(pn.viewable.Viewer):
         hier = [w[k] for k in ("roots", "branching_random", "branching_min", "branching_max",
                                 "depth", "me_portion", "me_min_depth", "me_max_depth",
                                 "compensate", "rescale")]
-        self._mode_links = [(lambda: c.std_mode == "base", [w["std"]]),
-                            (lambda: c.hierarchy_mode == "base", hier),
-                            (lambda: not c.use_target_l0, [w["target_l0"], w["target_l0_first_k"]]),
-                            (lambda: c.use_target_l0, [w["rel_p"]])]
+        # (disabled when, widgets, why): a disabled control says why in its label
+        self._mode_links = [
+            (lambda: c.std_mode == "base", [w["std"]], "choose 'constant' above to use it"),
+            (lambda: c.hierarchy_mode == "base", hier, "choose hierarchy 'custom' to use it"),
+            (lambda: c.hierarchy_mode == "custom" and not c.branching_random,
+             [w["branching_max"]], "used with random branching only"),
+            (lambda: not c.use_target_l0, [w["target_l0"], w["target_l0_first_k"]],
+             "tick 'solve for target L0' to use it"),
+            (lambda: c.use_target_l0, [w["rel_p"]], "off while solving for a target L0"),
+        ]
+        self._labels = {id(wd): wd.name for _, ws, _ in self._mode_links for wd in ws}
         c.param.watch(lambda *_: self._dispatch(self._sync_modes),
-                      ["std_mode", "hierarchy_mode", "use_target_l0"])
+                      ["std_mode", "hierarchy_mode", "use_target_l0", "branching_random"])
         self._sync_modes()
 
         acc = dict(collapsed=True, sizing_mode="stretch_width", margin=(5, 0))
         self.sidebar = pn.Column(
-            w["preset"], w["source"],
+            pn.pane.Markdown("**Model**", margin=(5, 10, 0, 10)), w["preset"], w["source"],
             pn.pane.Markdown("**Magnitude std**", margin=(5, 10, 0, 10)), w["std_mode"], w["std"],
             w["rel_p"], w["num_features"], w["hidden_dim"], w["seed"],
             pn.Card(w["hierarchy_mode"], w["roots"], w["branching_random"], w["branching_min"],
@@ -318,10 +231,17 @@ class Explorer(pn.viewable.Viewer):
             w.value = n
 
     def _sync_modes(self) -> None:
-        for disabled, widgets in self._mode_links:
-            flag = bool(disabled())
+        reasons: dict[int, str] = {}
+        for disabled, widgets, why in self._mode_links:
+            if disabled():
+                for wd in widgets:
+                    reasons.setdefault(id(wd), why)
+        for _, widgets, _ in self._mode_links:
             for wd in widgets:
-                wd.disabled = flag
+                why = reasons.get(id(wd))
+                wd.disabled = why is not None
+                label = self._labels[id(wd)]
+                wd.name = f"{label} (off: {why})" if why else label
 
     # -------------------------------------------------------------- main area
     def _build_main(self) -> None:
@@ -331,6 +251,10 @@ class Explorer(pn.viewable.Viewer):
         self.status = pn.pane.Markdown("starting", css_classes=["sv-status"], margin=(0, 10))
         self.alert = pn.pane.Alert("", alert_type="danger", visible=False,
                                    css_classes=["sv-error"], sizing_mode="stretch_width")
+        self.model_line = pn.pane.Markdown("", css_classes=["sv-model"], margin=(0, 10),
+                                           sizing_mode="stretch_width")
+        self.warnings = pn.pane.Alert("", alert_type="warning", visible=False,
+                                      css_classes=["sv-warnings"], sizing_mode="stretch_width")
         self.cards = {k: pn.pane.HTML("", stylesheets=[CARD_CSS],
                                       css_classes=["sv-card-pane",
                                                    "sv-card-" + k.lower().replace(" ", "-")
@@ -338,28 +262,25 @@ class Explorer(pn.viewable.Viewer):
                       for k in ("N", "D", "L0", "first-K L0", "rho_mm", "ME violations",
                                 "samples/s")}
         self.card_row = pn.Row(*self.cards.values(), sizing_mode="stretch_width")
-        hv_pane = partial(pn.pane.HoloViews, sizing_mode="stretch_width", min_height=380,
-                          linked_axes=False)
-        self.panes = {name: hv_pane(hv.Div(""), css_classes=[f"sv-plot-{name}"])
-                      for name in ("l0", "frequencies", "cooccurrence", "cooccurrence_base",
-                                   "tree", "tree_base", "forest", "cos_hist", "max_cos",
-                                   "interference", "magnitudes")}
-        P = self.panes
         w = self.w
-        self.tabs = pn.Tabs(
-            ("L0", P["l0"]),
-            ("Frequencies", P["frequencies"]),
-            ("Co-occurrence", pn.Column(w["cooc_measure"], P["cooccurrence"],
-                                        P["cooccurrence_base"], sizing_mode="stretch_width")),
-            ("Hierarchy", pn.Column(w["tree_root"], P["tree"], P["tree_base"], P["forest"],
-                                    sizing_mode="stretch_width")),
-            ("Superposition", pn.Column(P["cos_hist"], P["max_cos"], P["interference"],
-                                        sizing_mode="stretch_width")),
-            ("Magnitudes", P["magnitudes"]),
-            dynamic=True, sizing_mode="stretch_width", css_classes=["sv-tabs"],
-        )
+        # one Viewer per tab, from the TAB_VIEWS registry; each follows `results` in place
+        headers = {"Co-occurrence": [w["cooc_measure"]], "Hierarchy": [w["tree_root"]]}
+        self.views: dict[str, Any] = {}
+        for title, cls in TAB_VIEWS:
+            kw = {"controller": self.controller} if "controller" in cls.param else {}
+            if title in headers:
+                kw["header"] = headers[title]
+            self.views[title] = cls(**kw)
+        self._sync_view_params()
+        # dynamic: only the shown tab is in the page; each tab's child is its view's own
+        # Column, which keeps its figures while hidden and is put back as it is when shown
+        self.tabs = pn.Tabs(*self.views.items(), dynamic=True, sizing_mode="stretch_width",
+                            css_classes=["sv-tabs"])
+        self.tabs.param.watch(lambda e: self._on_tab(), ["active"])
+        self._on_tab()
         self.main = pn.Column(pn.Row(self.status, self.progress, sizing_mode="stretch_width"),
-                              self.alert, self.card_row, self.tabs, sizing_mode="stretch_width")
+                              self.model_line, self.alert, self.warnings, self.card_row,
+                              self.tabs, sizing_mode="stretch_width")
 
     # -------------------------------------------------------------- updates
     def _on_results(self, event) -> None:
@@ -369,31 +290,74 @@ class Explorer(pn.viewable.Viewer):
         with self._seq_lock:
             self._seq += 1
             seq = self._seq
-        plots = build_plots(res, self.controller)  # in the worker thread when served
-        cards = card_values(res, res.settings["first_k"])
-        self._dispatch(partial(self._apply, plots, cards, seq))
+        cards = card_values(res, res.settings["first_k"])  # in the worker thread when served
+        words = describe_model(res.settings, self.controller._source_facts)
+        warns = model_warnings(res.model)
+        self._dispatch(partial(self._apply, res, cards, seq, words, warns))
 
     def _on_view_param(self, *events) -> None:
-        self._on_results(None)
+        self._dispatch(self._sync_view_params)
 
-    def _apply(self, plots: dict[str, Any], cards: dict[str, tuple[str, str]],
-               seq: int = 0) -> None:
+    def _sync_view_params(self) -> None:
+        c = self.controller
+        for view in self.views.values():
+            if "measure" in view.param:
+                view.measure = c.cooc_measure
+            if "tree_root" in view.param and "results" in view.param:
+                view.tree_root = c.tree_root
+
+    def _on_tab(self) -> None:
+        """Only the shown tab draws; a tab shown later draws the latest results then."""
+        for i, view in enumerate(self.views.values()):
+            if "active" in view.param:
+                view.active = i == self.tabs.active
+
+    def _apply(self, res: Results, cards: dict[str, tuple[str, str]], seq: int = 0,
+               words: str = "", warns: list[str] | None = None) -> None:
         # callbacks queued while a session is still being created can run out of order
-        # (Bokeh keeps them in a set until then): never let older plots replace newer ones
+        # (Bokeh keeps them in a set until then): never let older results replace newer ones
         if seq and seq < self._applied_seq:
             return
         self._applied_seq = seq
         with pn.io.hold():
-            for name, obj in plots.items():
-                pane = self.panes[name]
-                pane.visible = obj is not None  # base-only panes show in compare mode
-                if obj is not None:
-                    pane.object = obj
+            self._write_url(res.settings)
+            if words:
+                self.model_line.object = f"**{html.escape(words)}**"
+            self.warnings.object = "<br>".join(html.escape(f"model warning: {w}")
+                                               for w in warns or [])
+            self.warnings.visible = bool(warns)
+            for view in self.views.values():
+                if "results" in view.param:
+                    view.results = res
             for name, (value, sub) in cards.items():
                 self.cards[name].object = (
                     f'<div class="sv-card"><div class="sv-label">{html.escape(name)}</div>'
                     f'<div class="sv-value">{html.escape(value)}</div>'
                     f'<div class="sv-sub">{html.escape(sub)}</div></div>')
+
+    def _write_url(self, settings: dict[str, Any]) -> None:
+        """The page's URL: the settings of the results shown (so never settings that failed),
+        where they differ from the defaults, and the active tab."""
+        loc = self.location
+        if loc is None:
+            return
+        c = self.controller
+        values = {**settings, "tree_root": c.tree_root, "cooc_measure": c.cooc_measure}
+        query = {}
+        for k in URL_PARAMS:
+            v = values.get(k)
+            if v is None or v == c.param[k].default:
+                continue
+            try:
+                v = c.param[k].serialize(v)
+            except Exception:
+                pass
+            query[k] = v if isinstance(v, str) else json.dumps(v)
+        if self.tabs.active:
+            query["tab"] = json.dumps(self.tabs.active)
+        search = "?" + urlencode(query) if query else ""
+        if loc.search != search:
+            loc.search = search
 
     def _on_status(self, *events) -> None:
         self._dispatch(self._apply_status)
@@ -429,6 +393,11 @@ class Explorer(pn.viewable.Viewer):
         self.export_alert = pn.pane.Alert("", alert_type="success", visible=False,
                                           css_classes=["sv-export-alert"],
                                           sizing_mode="stretch_width")
+        self.push_alert = pn.pane.Alert("", alert_type="success", visible=False,
+                                        css_classes=["sv-push-alert"],
+                                        sizing_mode="stretch_width")
+        self.export_check = pn.pane.Markdown("", visible=False, css_classes=["sv-export-check"],
+                                             sizing_mode="stretch_width")
         self.snippet = pn.pane.Markdown(self._snippet(None), css_classes=["sv-snippet"])
         self._last_export: Path | None = None
         self.export_button.on_click(self._on_export)
@@ -440,10 +409,14 @@ class Explorer(pn.viewable.Viewer):
                 f"configuration.\n\n### Export\nWrites the current model in the Hub (sae_lens) "
                 f"format under `{root}` (set `SYNTHVIZ_EXPORT_ROOT` to change it)."),
             self.export_name, self.export_force, self.export_samples, self.export_button,
+            self.export_alert,
+            # export check: the lead shows `synthviz.export.export_check(model)` (.exact,
+            # .message) here, in `self.export_check`, after an export
+            self.export_check,
             pn.pane.Markdown("### Push (optional)\nUploads the exported folder with your normal "
                              "Hugging Face login; the token is never shown or written."),
             self.push_repo, self.push_path, self.push_private, self.push_button,
-            self.export_alert, self.snippet, sizing_mode="stretch_width", max_width=900)
+            self.push_alert, self.snippet, sizing_mode="stretch_width", max_width=900)
         self.tabs.append(("Share & export", self.export_panel))
 
     @staticmethod
@@ -456,11 +429,17 @@ class Explorer(pn.viewable.Viewer):
                      + (f", model_path={sub!r}" if sub else "") + ")")
         return f"### Load it in sae_lens\n```python\n{code}\n```"
 
-    def _export_message(self, text: str, kind: str) -> None:
+    def _export_message(self, text: str, kind: str, where: str = "export") -> None:
+        """A message next to the button that caused it (Export or Push)."""
+        # the export function speaks CLI; in the app the control is the checkbox
+        text = text.replace("pass --force to replace it",
+                            f"tick \"{self.export_force.name}\" to replace it")
+        alert = self.push_alert if where == "push" else self.export_alert
+
         def apply():
-            self.export_alert.alert_type = kind
-            self.export_alert.object = html.escape(text)
-            self.export_alert.visible = True
+            alert.alert_type = kind
+            alert.object = html.escape(text)
+            alert.visible = True
         self._dispatch(apply)
 
     def _on_export(self, event=None) -> threading.Thread:
@@ -483,43 +462,48 @@ class Explorer(pn.viewable.Viewer):
             snippet = self._snippet(Path(out))
             self._dispatch(lambda: setattr(self.snippet, "object", snippet))
 
+        status = self.controller.status
+
         def done():
             self._dispatch(lambda: setattr(self.export_button, "disabled", False))
-            self.controller.param.update(busy=False, progress=100)
+            # back to what the status said before (ready), not "exporting: 100%"
+            self.controller.param.update(busy=False, progress=100, status=status)
         return self._background("export", work, detail=True, done=done)
 
     def _on_push(self, event=None) -> threading.Thread:
         folder, repo, sub, private = self._last_export, self.push_repo.value.strip(), \
             self.push_path.value.strip() or None, self.push_private.value
         if folder is None:
-            self._export_message("export the model first, then push the folder", "warning")
+            self._export_message("export the model first, then push the folder", "warning",
+                                 "push")
             return None
         if not repo:
-            self._export_message("give a Hub repo id like owner/name", "warning")
+            self._export_message("give a Hub repo id like owner/name", "warning", "push")
             return None
 
         def work():
             from synthviz.export import push_folder
-            self._export_message(f"pushing {folder} to {repo} …", "info")
+            self._export_message(f"pushing {folder} to {repo} …", "info", "push")
             url = push_folder(folder, repo_id=repo, path_in_repo=sub, private=private)
-            self._export_message(f"pushed: {url}", "success")
+            self._export_message(f"pushed: {url}", "success", "push")
             snippet = self._snippet(folder, repo, sub)
             self._dispatch(lambda: setattr(self.snippet, "object", snippet))
         # an unexpected Hub error's text may quote a request: only its type is shown
         return self._background("push", work, detail=False)
 
     def _background(self, what: str, work, detail: bool, done=None) -> threading.Thread:
+        where = "push" if what == "push" else "export"
         """Run `work` on a thread; its errors become messages in the export panel (a
         SynthvizError as it is; anything else logged, shown by type and, with `detail`, text)."""
         def run():
             try:
                 work()
             except SynthvizError as exc:
-                self._export_message(str(exc), "danger")
+                self._export_message(str(exc), "danger", where)
             except Exception as exc:
                 log.exception("%s failed", what)
                 self._export_message(f"{what} failed ({type(exc).__name__})"
-                                     + (f": {exc}" if detail else ""), "danger")
+                                     + (f": {exc}" if detail else ""), "danger", where)
             finally:
                 if done is not None:
                     done()
@@ -536,19 +520,36 @@ def create_app(controller: Controller | None = None) -> pn.template.FastListTemp
     """The served page: the URL carries the settings, the sidebar the controls."""
     c = controller or Controller(start=False)
     served = bool(pn.state.curdoc and pn.state.curdoc.session_context)
-    if served and pn.state.location is not None:
+    loc = pn.state.location if served else None
+    if loc is not None:
         explorer_error: list[str] = []
-        pn.state.location.sync(c, {p: p for p in URL_PARAMS},
-                               on_error=lambda bad: explorer_error.append(
-                                   f"ignored invalid URL settings: {sorted(bad)}"))
+        # read the link's settings once; the URL is then written from settings that worked
+        loc.sync(c, {p: p for p in URL_PARAMS}, on_error=lambda bad: explorer_error.append(
+            f"ignored invalid URL settings: {sorted(bad)}"))
+        query = dict(loc.query_params)
+        loc.unsync(c)
+        loc.search = "?" + urlencode(query) if query else ""
         if explorer_error:
             c.error = explorer_error[0]
     explorer = Explorer(controller=c)
+    if loc is not None:
+        loc.sync(explorer.tabs, {"active": "tab"})  # a link reopens the tab
+        explorer.location = loc
     c.request()
     if served:
         pn.state.on_session_destroyed(lambda ctx: c.close())
+    _offline_fast()
     template = pn.template.FastListTemplate(
         title="synthviz: SynthSAEBench-16k explorer", sidebar=[explorer.sidebar],
-        main=[explorer.main], sidebar_width=330, accent="#1f77b4", theme_toggle=False)
+        main=[explorer.main], sidebar_width=330, accent="#1f77b4", theme_toggle=False,
+        font_url="")  # no Google font: the page needs nothing from outside the machine
     template.explorer = explorer  # tests and notebooks reach the components through it
     return template
+
+
+def _offline_fast() -> None:
+    """Panel's Fast design lists a Google web font among its resources; this process serves
+    pages that must need nothing from outside the machine, so the design goes without it."""
+    fast = pn.theme.Fast
+    if fast._resources.get("font"):
+        fast._resources = {**fast._resources, "font": {}}

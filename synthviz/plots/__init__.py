@@ -6,11 +6,11 @@ from synthviz.plots.cooccurrence import create_cooccurrence_plot
 from synthviz.plots.frequencies import create_frequency_plot
 from synthviz.plots.hierarchy import create_forest_summary_plot, create_tree_plot, tidy_layout
 from synthviz.plots.l0 import create_l0_plot
-from synthviz.plots.magnitudes import create_magnitude_plot
+from synthviz.plots.magnitudes import create_magnitude_panels, create_magnitude_plot
 from synthviz.plots.superposition import (create_cos_histogram, create_interference_plot,
                                           create_max_cos_scatter)
 
 __all__ = ["create_cooccurrence_plot", "create_cos_histogram", "create_forest_summary_plot",
            "create_frequency_plot", "create_interference_plot", "create_l0_plot",
-           "create_magnitude_plot", "create_max_cos_scatter", "create_tree_plot", "empty",
+           "create_magnitude_panels", "create_magnitude_plot", "create_max_cos_scatter", "create_tree_plot", "empty",
            "tidy_layout"]

@@ -57,14 +57,23 @@ def _panel(edges, counts, by_depth, means, base_edges, base_counts, kd, title, o
                                    xlim=(float(edges[0]), hi * 1.05), **COMMON)
 
 
-def create_magnitude_plot(stats, base=None) -> hv.Layout | hv.Overlay:
+def create_magnitude_plot(stats, base=None) -> hv.Layout | hv.Overlay | hv.Text:
     """Density of active activation values (all features filled, each hierarchy depth a line),
     and below it the same for value / mu_i, where child rescaling widens deeper levels.
 
     stats, base: `MagnitudeStats` (edges, counts, by_depth, rel_edges, rel_counts, rel_by_depth).
     """
+    panels = create_magnitude_panels(stats, base)
+    if len(panels) == 1:
+        return panels[0]
+    return (panels[0] + panels[1]).cols(1).opts(shared_axes=False)
+
+
+def create_magnitude_panels(stats, base=None) -> list:
+    """The two panels of `create_magnitude_plot` as separate elements (the relative one only
+    when measured), for pages that update each plot in place."""
     if stats is None or float(to_numpy(stats.counts).sum()) == 0:
-        return empty("no active features sampled")
+        return [empty("no active features sampled")]
     edges = to_numpy(stats.edges).astype(float)
     kd = hv.Dimension("magnitude", label="activation of an active feature")
     absolute = _panel(edges, stats.counts, getattr(stats, "by_depth", {}),
@@ -75,11 +84,11 @@ def create_magnitude_plot(stats, base=None) -> hv.Layout | hv.Overlay:
                       getattr(stats, "mean", None))
     rel_counts = getattr(stats, "rel_counts", None)
     if rel_counts is None or float(to_numpy(rel_counts).sum()) == 0:
-        return absolute
+        return [absolute]
     redges = to_numpy(stats.rel_edges).astype(float)
     rkd = hv.Dimension("relative", label="activation / the feature's mean magnitude")
     rel = _panel(redges, rel_counts, getattr(stats, "rel_by_depth", {}), None,
                  None if base is None else to_numpy(base.rel_edges).astype(float),
                  None if base is None else base.rel_counts, rkd,
                  "Relative to each feature's mean (child rescaling widens deeper levels)", None)
-    return (absolute + rel).cols(1).opts(shared_axes=False)
+    return [absolute, rel]

@@ -54,11 +54,12 @@ def served_app(export_root):
         [sys.executable, "-m", "panel", "serve", "app", "--address", "127.0.0.1", "--port",
          str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc.log_path = log.name  # tests read the server log for warnings
     url = f"http://127.0.0.1:{port}/app"
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 300  # a loaded machine imports slowly
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=5) as r:
+            with urllib.request.urlopen(url, timeout=120) as r:  # one session, not a pile-up
                 if r.status == 200:
                     break
         except OSError:

@@ -268,3 +268,65 @@ def test_errors_show_as_messages_and_keep_the_model(served_app, page):
     assert as_float(card(page, "n")) == 16384  # the previous model and plots stay
     assert sources(page, "fraction")
     assert errors == []
+
+
+def test_page_requests_nothing_outside_the_machine(served_app, page):
+    """Offline use: every request the page makes goes to the app's own server."""
+    url, _ = served_app
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url)
+            if not r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
+            else None)
+    errors = open_app(page, url)
+    page.wait_for_timeout(1000)
+    assert outside == [], outside
+    assert errors == []
+
+
+def test_toggles_show_the_active_choice(served_app, page):
+    """The std and hierarchy toggles: the active button differs clearly from the other."""
+    url, _ = served_app
+    open_app(page, url)
+    for widget in ("std-mode", "hierarchy-mode"):
+        colours = page.locator(f".sv-w-{widget} button").evaluate_all(
+            "els => els.map(e => [e.classList.contains('bk-active'), "
+            "getComputedStyle(e).backgroundColor])")
+        active = [c for a, c in colours if a]
+        other = [c for a, c in colours if not a]
+        assert len(active) == 1 and other, colours
+
+        def rgb(c):
+            return [int(x) for x in re.findall(r"\d+", c)[:3]]
+        gap = max(abs(a - b) for a, b in zip(rgb(active[0]), rgb(other[0])))
+        assert gap > 60, f"{widget}: active {active[0]} vs {other[0]}"
+
+
+def test_url_keeps_only_settings_that_worked_and_the_tab(served_app, page):
+    url, _ = served_app
+    errors = open_app(page, url + "?rel_p=0.5")
+    wait_card(page, "l0", lambda v: v != "…" and as_float(v) < 25)
+    show_tab(page, "Magnitudes")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "tab=5" not in page.url:
+        page.wait_for_timeout(200)
+    assert "tab=5" in page.url and "rel_p=0.5" in page.url, page.url
+    source = page.locator(".sv-w-source input").first
+    source.fill("/nonexistent/model-folder")
+    source.press("Enter")
+    alert = page.locator(".sv-error")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "model-folder" not in text_of(alert):
+        page.wait_for_timeout(200)
+    assert "model-folder" in text_of(alert)
+    page.wait_for_timeout(1000)
+    assert "nonexistent" not in page.url and "rel_p=0.5" in page.url, page.url
+    # the copied link reopens the working model on the same tab
+    other = page.context.new_page()
+    other.goto(page.url)
+    wait_card(other, "l0", lambda v: v != "…", READY)
+    active = other.locator(".bk-tab.bk-active").first.inner_text()
+    assert active == "Magnitudes", active
+    assert text_of(other.locator(".sv-error")).strip() == "" or not other.locator(
+        ".sv-error").first.is_visible()
+    other.close()
+    assert errors == []

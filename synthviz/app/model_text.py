@@ -1,0 +1,51 @@
+"""Words about the current model for the page: what it is (source and variation), what its
+build warned about, and what the last update spent its time on."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+def ready_status(model, samples: int, total: float, took: dict[str, float]) -> str:
+    """The final status; when the update took long it says what the time went on."""
+    line = f"ready: N={model.num_features:,}, D={model.hidden_dim:,}, {samples:,} samples"
+    if total < 2.0:
+        return f"{line} in {took.get('sampling', total):.2f} s"
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(took.items(), key=lambda kv: -kv[1])
+                      if v >= 0.05)
+    return f"{line}; took {total:.1f} s ({parts})"
+
+
+def describe_model(settings: dict[str, Any], facts: dict[str, Any] | None) -> str:
+    """The current model in words: its source and its variation."""
+    from synthviz.app.variation_bridge import make_variation
+    src = settings["source"]
+    what = "the SynthSAEBench-16k base" if src == "base" else f"source {src}"
+    if facts is None:
+        return f"Model: {what}"
+    try:
+        v = make_variation(settings, facts)
+    except Exception:
+        return f"Model: {what} (with settings that are not valid)"
+    changes = [f"{k.replace('_', ' ')} {val}" for k, val in dataclasses.asdict(v).items()
+               if val is not None and k != "first_k"]
+    if not changes:
+        return f"Model: {what}, unchanged"
+    return f"Model: {what} with " + ", ".join(changes)
+
+
+def model_warnings(model) -> list[str]:
+    """What a model's build noted that a user should know (also logged by the build)."""
+    notes = getattr(model, "notes", None) or {}
+    out = []
+    if notes.get("probabilities_clamped"):
+        out.append(f"hierarchy compensation clamped {int(notes['probabilities_clamped']):,} "
+                   "feature probabilities to 1 (their rates are lower than compensation asked)")
+    if notes.get("correlation_rows_rescaled"):
+        out.append(f"correlation: {int(notes['correlation_rows_rescaled']):,} rows were rescaled "
+                   "so that each feature keeps some independent variance")
+    for key, val in notes.items():
+        if key.startswith("warning") and val:
+            out.append(str(val))
+    return out

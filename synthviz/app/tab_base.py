@@ -1,0 +1,156 @@
+"""Building blocks of the explorer's tabs: `PlotSlot` (one plot area that follows new elements in
+place) and `TabView` (a `pn.viewable.Viewer` bound to the controller's `Results`).
+
+Why: a HoloViews pane that is a tab's own child and swaps whole figures cannot put a new figure
+into the page once its tab has been hidden and shown (Panel's dynamic Tabs put back the model
+the tab rendered first, and the swap logs "could not be replaced"), so plots went stale after
+switching tabs. Here each tab's child is its view's own Column, which Panel keeps while the tab
+is hidden and puts back as it is; inside it every plot is a `DynamicMap` fed by a `Pipe`, so a new
+element updates the existing Bokeh figure's data, title and legend. Only a change of element
+type (a placeholder message becoming a plot) builds a new figure, inside that Column.
+
+All of this runs on the session's event loop: the Explorer assigns `results` there, and a view
+draws when its tab is shown (a hidden tab draws when it is opened).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import holoviews as hv
+import panel as pn
+import param
+
+from synthviz.app.controller import Results
+
+_NUMBER = re.compile(r"[-+]?\d[\d,.]*")
+
+
+def _stable(label: str) -> str:
+    """A layer's identity without its numbers ("mean L0 34.63" -> "mean L0 #"), so a new value
+    updates the same renderer instead of adding one per update."""
+    return _NUMBER.sub("#", label)
+
+
+class PlotSlot:
+    """One plot area: `show(element)` puts a HoloViews element on the page, in place."""
+
+    def __init__(self, name: str, min_height: int = 380, in_place: bool = True):
+        self.name = name
+        self.in_place = in_place
+        self._pipe: hv.streams.Pipe | None = None
+        self._kind: Any = None
+        self._labels: dict[str, str] = {}  # stable layer key -> legend text to show
+        self.pane = pn.pane.HoloViews(hv.Div(""), sizing_mode="stretch_width",
+                                      min_height=min_height, linked_axes=False,
+                                      css_classes=[f"sv-plot-{name}"])
+        self.box = pn.Column(self.pane, sizing_mode="stretch_width", visible=False)
+
+    def show(self, obj) -> None:
+        """None hides the slot (e.g. a base-only plot while compare is off)."""
+        if obj is None:
+            self.box.visible = False
+            return
+        if not self.in_place:  # a new figure, from the element as it is
+            self.pane.object = obj
+            self.box.visible = True
+            return
+        obj = self._keyed(obj)
+        kind = type(obj)
+        if kind is not self._kind or self._pipe is None:
+            self._pipe = hv.streams.Pipe(data=obj)
+            self.pane.object = hv.DynamicMap(self._frame, streams=[self._pipe])
+            self._kind = kind
+        else:
+            self._pipe.send(obj)
+        self.box.visible = True
+
+    def _keyed(self, obj):
+        """Overlay layers relabelled with stable keys; their legend text is put back by a hook."""
+        if not isinstance(obj, hv.Overlay):
+            self._labels = {}
+            return obj
+        labels, layers = {}, []
+        for layer in obj:
+            text = layer.label
+            if not text:
+                layers.append(layer)
+                continue
+            key = _stable(text)
+            while key in labels:  # two layers must not share a key
+                key += "'"
+            labels[key] = text
+            layers.append(layer.relabel(key))
+        self._labels = labels
+        return obj.clone(layers)
+
+    def _frame(self, data):
+        # framewise: axes follow each new element (a DynamicMap keeps its first ranges otherwise)
+        data = data.map(lambda e: e.opts(framewise=True), [hv.Element, hv.Overlay])
+        return data.opts(hooks=[self._legend_hook]) if isinstance(data, hv.Overlay) else data
+
+    def _legend_hook(self, plot, element) -> None:
+        """Legend entries show each layer's current text (labels carry the numbers)."""
+        from bokeh.core.property.vectorization import Value
+        text_of: dict[str, str] = {}
+        for sub in getattr(plot, "subplots", {}).values():
+            frame = getattr(sub, "current_frame", None)
+            r = getattr(sub, "handles", {}).get("glyph_renderer")
+            if frame is not None and r is not None and frame.label in self._labels:
+                text_of[r.id] = self._labels[frame.label]
+        for legend in getattr(plot.state, "legend", []):
+            for item in legend.items:
+                hit = next((text_of[r.id] for r in item.renderers if r.id in text_of), None)
+                if hit is not None and getattr(item.label, "value", None) != hit:
+                    item.label = Value(hit)
+
+
+class TabView(pn.viewable.Viewer):
+    """A tab bound to the controller's results. Subclasses list their `slots` and implement
+    `draw(results)`; a view draws when its tab is shown and its results or settings changed."""
+
+    results = param.ClassSelector(class_=Results, allow_None=True, doc="what the tab shows")
+    active = param.Boolean(default=False, doc="the tab is shown (hidden tabs draw when shown)")
+
+    slots: tuple[str, ...] = ()
+    # slots updated in place (the others get a new figure per update, inside the view's
+    # Column): in-place updates left WebGL glyphs empty or failing ("Size mismatch") in
+    # Chromium when the number of points or layers changed
+    in_place: tuple[str, ...] = ()
+
+    def __init__(self, header: list | None = None, **params):
+        super().__init__(**params)
+        self.slot = {name: PlotSlot(name, in_place=name in self.in_place)
+                     for name in self.slots}
+        self.note = pn.pane.Markdown("", visible=False, css_classes=["sv-tab-note"],
+                                     sizing_mode="stretch_width", margin=(0, 10))
+        self._layout = pn.Column(*(header or []), self.note,
+                                 *(s.box for s in self.slot.values()),
+                                 sizing_mode="stretch_width")
+        self._drawn: tuple | None = None
+        self.param.watch(self._refresh, ["results", "active", *self._view_params()])
+
+    def _view_params(self) -> list[str]:
+        """Display settings of this view (not results) that also redraw it."""
+        own = set(self.param) - set(TabView.param)
+        return sorted(own)
+
+    def _refresh(self, *events) -> None:
+        if not self.active or self.results is None:
+            return
+        own = tuple(getattr(self, p) for p in self._view_params())
+        if self._drawn is not None and self._drawn[0] is self.results and self._drawn[1] == own:
+            return  # already showing these results
+        self._drawn = (self.results, own)
+        self.draw(self.results)
+
+    def set_note(self, text: str) -> None:
+        self.note.object = text
+        self.note.visible = bool(text)
+
+    def draw(self, res: Results) -> None:
+        raise NotImplementedError
+
+    def __panel__(self):
+        return self._layout

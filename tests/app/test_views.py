@@ -1,0 +1,196 @@
+"""The tab views without a browser: figures follow new results in place (the same Bokeh figure,
+new title, legend and data), hidden tabs draw when shown, the tree view says why it shows
+another tree, and mutually exclusive siblings stay visible in the co-occurrence heatmap."""
+
+from __future__ import annotations
+
+import numpy as np
+import panel as pn
+import pytest
+
+from synthviz.app import Controller
+from synthviz.app.plot_tabs import TAB_VIEWS, me_sibling_pairs, tree_root_for
+
+WAIT = 240
+
+
+def _figures(model):
+    from bokeh.models import Plot
+    return [m for m in model.references() if isinstance(m, Plot)]
+
+
+def _legends(fig) -> list[str]:
+    return [str(getattr(it.label, "value", "")) for lg in fig.legend for it in lg.items]
+
+
+@pytest.fixture(scope="module")
+def explorer(small_source):
+    c = Controller(source=small_source, samples=1024)
+    assert c.wait(WAIT) and c.error == "", c.error
+    ex = c.view()
+    root = ex.main.get_root()  # a Bokeh document, as a served page has
+    yield c, ex, root
+    c.close()
+
+
+def _figure(ex, root, tab: str, slot: str):
+    pane = ex.views[tab].slot[slot].pane
+    model = pane._models[root.ref["id"]][0]
+    figs = _figures(model)
+    assert figs, f"the {tab} tab shows no figure"
+    return figs[0]
+
+
+def _l0_figure(ex, root):
+    return _figure(ex, root, "L0", "l0")
+
+
+def test_l0_figure_is_updated_in_place(explorer):
+    c, ex, root = explorer
+    fig = _l0_figure(ex, root)
+    before = c.results.stats.l0.mean
+    assert f"mean L0 {before:.2f}" in _legends(fig)
+    c.rel_p = 0.5
+    assert c.wait(WAIT) and c.error == ""
+    ex._apply(c.results, {}, 0)  # what the session's event loop runs
+    after = c.results.stats.l0.mean
+    assert abs(after - before) > 0.1
+    assert _l0_figure(ex, root) is fig  # the same figure, not a swapped one
+    assert f"mean L0 {after:.2f}" in _legends(fig) and f"mean L0 {before:.2f}" not in _legends(fig)
+    c.rel_p = 1.0
+    assert c.wait(WAIT)
+
+
+def test_hidden_tabs_draw_when_shown(explorer):
+    c, ex, root = explorer
+    ex.tabs.active = 0
+    res = c.results
+    ex._apply(res, {}, 0)
+    mags = ex.views["Magnitudes"]
+    assert mags._drawn is None or mags._drawn[0] is not res  # hidden: not drawn yet
+    ex.tabs.active = [t for t, _ in TAB_VIEWS].index("Magnitudes")
+    assert mags._drawn[0] is res
+    title = _figure(ex, root, "Magnitudes", "magnitudes").title.text
+    assert f"{int(res.stats.magnitudes.active):,} values" in title
+    ex.tabs.active = 0
+
+
+def test_tree_view_says_why_for_features_outside_trees_or_beyond_n(explorer):
+    c, ex, root = explorer
+    forest = c.results.model.forest
+    outside = int(np.flatnonzero(forest.depth.numpy() < 0)[0])
+    first = forest.roots[0]
+    assert tree_root_for(forest, forest.roots[1]) == (forest.roots[1], "")
+    r, why = tree_root_for(forest, outside)
+    assert r == first and f"feature {outside} is outside every tree" in why
+    r, why = tree_root_for(forest, 99999)
+    assert r == first and "does not exist" in why and "2,048 features" in why
+    ex.tabs.active = [t for t, _ in TAB_VIEWS].index("Hierarchy")
+    c.tree_root = 99999
+    ex._sync_view_params()
+    assert "does not exist" in ex.views["Hierarchy"].note.object
+    assert ex.views["Hierarchy"].note.visible
+    c.tree_root = 0
+    ex._sync_view_params()
+    assert not ex.views["Hierarchy"].note.visible
+    ex.tabs.active = 0
+
+
+def test_me_siblings_are_coloured_even_when_rare(explorer):
+    from synthviz import plots
+    c, ex, root = explorer
+    res = c.results
+    cooc = res.stats.cooccurrence
+    me = me_sibling_pairs(res.model.forest, cooc.features)
+    assert me.any(), "the default feature set should hold ME siblings"
+    hm = plots.create_cooccurrence_plot(cooc, "lift", me_pairs=me)
+    k = len(cooc.features)
+    value = hm.dimension_values("value").reshape(k, k)
+    counts = np.asarray(cooc.counts)
+    zero_me = me & (counts == 0)
+    assert zero_me.any()
+    assert np.isfinite(value[zero_me]).all()  # drawn at the scale's bottom, not grey
+    plain = plots.create_cooccurrence_plot(cooc, "lift").dimension_values("value").reshape(k, k)
+    assert np.isnan(plain[zero_me]).any()  # without the fix most of them were grey
+    ex.tabs.active = [t for t, _ in TAB_VIEWS].index("Co-occurrence")
+    note = ex.views["Co-occurrence"].note.object
+    assert "diagonal" in note and "fewer than 10 expected" in note and "ME" in note
+    ex.tabs.active = 0
+
+
+def test_disabled_controls_say_why(explorer):
+    c, ex, root = explorer
+    w = ex.w
+    c.param.update(std_mode="base", use_target_l0=False, hierarchy_mode="custom",
+                   branching_random=False)
+    ex._sync_modes()
+    assert w["std"].disabled and "off:" in w["std"].name and "constant" in w["std"].name
+    assert w["branching_max"].disabled and "random branching" in w["branching_max"].name
+    assert not w["rel_p"].disabled and "off:" not in w["rel_p"].name
+    c.param.update(use_target_l0=True, branching_random=True)
+    ex._sync_modes()
+    assert w["rel_p"].disabled and "target L0" in w["rel_p"].name
+    assert not w["branching_max"].disabled and "off:" not in w["branching_max"].name
+    c.param.update(use_target_l0=False, hierarchy_mode="base", branching_random=True)
+    assert c.wait(WAIT)
+
+
+def test_page_says_what_the_model_is_and_its_warnings(explorer):
+    c, ex, root = explorer
+    assert c.wait(WAIT)
+    ex._on_results(None)
+    line = ex.model_line.object
+    assert "Model: source" in line and "unchanged" in line, line
+    # the small model's hierarchy compensation clamps some probabilities: said on the page
+    assert ex.warnings.visible and "clamped" in ex.warnings.object
+    c.rel_p = 0.5
+    assert c.wait(WAIT)
+    ex._on_results(None)
+    assert "rel p 0.5" in ex.model_line.object, ex.model_line.object
+    c.rel_p = 1.0
+    assert c.wait(WAIT)
+
+
+def test_a_preset_typed_as_source_is_the_preset():
+    c = Controller(start=False)
+    c.source = "d-512"
+    assert (c.preset, c.source, c.hidden_dim) == ("d-512", "base", 512)
+
+
+def test_branching_min_above_max_is_rejected(small_source):
+    c = Controller(source=small_source, samples=1024, hierarchy_mode="custom",
+                   branching_random=True, branching_min=8, branching_max=4)
+    assert c.wait(WAIT)
+    assert "branching min 8 is above max 4" in c.error
+    c.close()
+
+
+def test_status_says_what_took_the_time():
+    from synthviz.app.model_text import ready_status
+
+    class M:
+        num_features, hidden_dim = 16384, 768
+    slow = ready_status(M, 8192, 35.2, {"loading the source": 34.1, "sampling": 0.63})
+    assert "took 35.2 s" in slow and "loading the source 34.1 s" in slow
+    assert slow.index("loading") < slow.index("sampling")
+    assert ready_status(M, 8192, 0.8, {"sampling": 0.63}).endswith("in 0.63 s")
+
+
+def test_export_message_sits_by_the_button_and_status_returns(explorer, tmp_path, monkeypatch):
+    c, ex, root = explorer
+    monkeypatch.setenv("SYNTHVIZ_EXPORT_ROOT", str(tmp_path))
+    assert c.wait(WAIT)
+    before = c.status
+    objs = list(ex.export_panel.objects)
+    assert objs.index(ex.export_alert) == objs.index(ex.export_button) + 1
+    ex.export_name.value = "once"
+    ex.export_samples.value = 500
+    ex._on_export().join(120)
+    assert "exported to" in ex.export_alert.object
+    assert c.status == before and not c.busy
+    (tmp_path / "twice").mkdir()
+    (tmp_path / "twice" / "x").write_text("keep")
+    ex.export_name.value = "twice"
+    ex._on_export().join(120)
+    msg = ex.export_alert.object
+    assert "replace an existing folder" in msg and "--force" not in msg, msg
