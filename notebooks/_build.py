@@ -492,12 +492,12 @@ CONTROLLER = [
     N_SAMPLES = 8_192    # samples per redraw; raise for real use (the app's slider goes to 1M)
     """),
     code(SETUP, """
-    from synthviz.app.controller import Controller
+    from synthviz.app import Controller, Explorer
     """),
     code("""
     controller = Controller(samples=N_SAMPLES)   # starts on the base model
     assert controller.wait(timeout=300), controller.status
-    controller
+    Explorer(controller=controller)
     """),
     md("""
     ## By hand
@@ -557,7 +557,7 @@ CONTROLLER = [
     """),
     md("""
     The rendered explorer at the top now shows the last sweep point. Any single view can also be
-    shown on its own next to custom widgets: `pn.Row(controller.param.rel_p, controller.view())`.
+    shown on its own next to custom widgets: `pn.Row(controller.param.rel_p, Explorer(controller=controller).tabs)`.
     """),
     code("""
     pn.Row(pn.Param(controller, parameters=["rel_p", "std_mode", "std"], show_name=False))

@@ -1,15 +1,13 @@
-"""The explorer app: a param `Controller`, the shared `STORE`, and Panel views.
+"""The explorer app: a param `Controller` (the settings and the worker), the shared `STORE`, and
+the Panel views that show a controller's results.
 
-    from synthviz.app import Controller
-    controller = Controller()      # in JupyterLab, `controller` renders the explorer inline
+    from synthviz.app import Controller, Explorer
+    controller = Controller()
+    Explorer(controller=controller)   # in JupyterLab, renders the explorer inline
 """
 
 from synthviz.app.controller import Controller, Results
 from synthviz.app.store import STORE, Store
+from synthviz.app.views import Explorer, create_app
 
-__all__ = ["Controller", "Results", "STORE", "Store", "create_app"]
-
-
-def create_app(controller: Controller | None = None):
-    from synthviz.app.views import create_app as _create
-    return _create(controller)
+__all__ = ["Controller", "Explorer", "Results", "STORE", "Store", "create_app"]

@@ -114,7 +114,7 @@ class Results:
 
 
 class Controller(param.Parameterized):
-    """The explorer's settings. `controller.view()` (or just `controller` in a notebook) shows it."""
+    """The explorer's settings and its worker; `Explorer(controller=...)` shows them."""
 
     # -------------------------------------------------------------- the model
     source = param.String(default="base", doc="preset name, local model folder, or Hub id "
@@ -436,17 +436,6 @@ class Controller(param.Parameterized):
         finally:
             self._applying_preset = False
         self.request()
-
-    # -------------------------------------------------------------- notebook display
-    def view(self):
-        from synthviz.app.views import Explorer
-        return Explorer(controller=self)
-
-    def __panel__(self):
-        return self.view().__panel__()
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        return self.view()._repr_mimebundle_(include, exclude)
 
 
 def _warm(fn, *args) -> None:

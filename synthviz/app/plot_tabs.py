@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import panel as pn
 import param
 
+from synthviz.app.controller import Results
+from synthviz.app.sae_tab import SAEView
 from synthviz.app.tab_base import TabView
 
 log = logging.getLogger(__name__)
@@ -204,6 +207,27 @@ class MagnitudesView(TabView):
 
 
 # The page's plot tabs, in order: (title, Viewer class). Another tab is one more line here.
+class SAETab(pn.viewable.Viewer):
+    """The SAE tab: an `SAEView` that follows the current model (and the base, when compared).
+    Evaluation starts only from the tab's own button, so a model change never starts one."""
+
+    results = param.ClassSelector(class_=Results, allow_None=True)
+    active = param.Boolean(default=False)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.view = SAEView()
+        self.param.watch(self._follow, ["results"])
+
+    def _follow(self, event) -> None:
+        res = event.new
+        if res is not None:
+            self.view.param.update(model=res.model, base=res.base_model)
+
+    def __panel__(self):
+        return self.view
+
+
 TAB_VIEWS: list[tuple[str, type]] = [
     ("L0", L0View),
     ("Frequencies", FrequenciesView),
@@ -211,4 +235,5 @@ TAB_VIEWS: list[tuple[str, type]] = [
     ("Hierarchy", HierarchyView),
     ("Superposition", SuperpositionView),
     ("Magnitudes", MagnitudesView),
+    ("SAE", SAETab),
 ]

@@ -25,10 +25,11 @@ import panel as pn
 import param
 from panel.io.state import set_curdoc
 
-from synthviz.app.controller import CUSTOM, URL_PARAMS, Controller, Results
+from synthviz.app.controller import URL_PARAMS, Controller, Results
 from synthviz.app.model_text import describe_model, model_warnings
 from synthviz.app.plot_tabs import TAB_VIEWS
 from synthviz.errors import SynthvizError
+from synthviz.fidelity import ExportCheck, export_check
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,15 @@ def _fmt(v: Any, spec: str) -> str:
         return format(v, spec)
     except (TypeError, ValueError):
         return str(v)
+
+
+def _export_check(model) -> ExportCheck | None:
+    """Whether sae_lens samples an export of `model` alike; None when the check itself failed."""
+    try:
+        return export_check(model)
+    except Exception:  # the page still shows the model; the export reports its own error
+        log.exception("export check failed")
+        return None
 
 
 def card_values(res: Results | None, first_k: int) -> dict[str, tuple[str, str]]:
@@ -293,7 +303,8 @@ class Explorer(pn.viewable.Viewer):
         cards = card_values(res, res.settings["first_k"])  # in the worker thread when served
         words = describe_model(res.settings, self.controller._source_facts)
         warns = model_warnings(res.model)
-        self._dispatch(partial(self._apply, res, cards, seq, words, warns))
+        check = _export_check(res.model)
+        self._dispatch(partial(self._apply, res, cards, seq, words, warns, check))
 
     def _on_view_param(self, *events) -> None:
         self._dispatch(self._sync_view_params)
@@ -313,7 +324,8 @@ class Explorer(pn.viewable.Viewer):
                 view.active = i == self.tabs.active
 
     def _apply(self, res: Results, cards: dict[str, tuple[str, str]], seq: int = 0,
-               words: str = "", warns: list[str] | None = None) -> None:
+               words: str = "", warns: list[str] | None = None,
+               check: ExportCheck | None = None) -> None:
         # callbacks queued while a session is still being created can run out of order
         # (Bokeh keeps them in a set until then): never let older results replace newer ones
         if seq and seq < self._applied_seq:
@@ -329,6 +341,14 @@ class Explorer(pn.viewable.Viewer):
             for view in self.views.values():
                 if "results" in view.param:
                     view.results = res
+            if check is not None:  # shown before exporting: does sae_lens sample it alike?
+                self.export_check.object = (
+                    f"**Exports exactly:** {html.escape(check.message)}" if check.exact else
+                    f"**Does not export exactly:** {html.escape(check.message)}")
+                self.export_check.visible = True
+                self.export_inexact.visible = not check.exact
+                if check.exact:
+                    self.export_inexact.value = False
             for name, (value, sub) in cards.items():
                 self.cards[name].object = (
                     f'<div class="sv-card"><div class="sv-label">{html.escape(name)}</div>'
@@ -398,6 +418,9 @@ class Explorer(pn.viewable.Viewer):
                                         sizing_mode="stretch_width")
         self.export_check = pn.pane.Markdown("", visible=False, css_classes=["sv-export-check"],
                                              sizing_mode="stretch_width")
+        self.export_inexact = W.Checkbox(
+            label="write it anyway (the model card will say sae_lens samples it differently)",
+            value=False, visible=False, css_classes=["sv-export-inexact"])
         self.snippet = pn.pane.Markdown(self._snippet(None), css_classes=["sv-snippet"])
         self._last_export: Path | None = None
         self.export_button.on_click(self._on_export)
@@ -408,11 +431,8 @@ class Explorer(pn.viewable.Viewer):
                 "### Share\nThe page's URL holds every setting: copy it to reopen this "
                 f"configuration.\n\n### Export\nWrites the current model in the Hub (sae_lens) "
                 f"format under `{root}` (set `SYNTHVIZ_EXPORT_ROOT` to change it)."),
-            self.export_name, self.export_force, self.export_samples, self.export_button,
-            self.export_alert,
-            # export check: the lead shows `synthviz.export.export_check(model)` (.exact,
-            # .message) here, in `self.export_check`, after an export
-            self.export_check,
+            self.export_name, self.export_force, self.export_samples, self.export_check,
+            self.export_inexact, self.export_button, self.export_alert,
             pn.pane.Markdown("### Push (optional)\nUploads the exported folder with your normal "
                              "Hugging Face login; the token is never shown or written."),
             self.push_repo, self.push_path, self.push_private, self.push_button,
@@ -446,6 +466,7 @@ class Explorer(pn.viewable.Viewer):
         res = self.controller.results
         name, force, samples = self.export_name.value, self.export_force.value, \
             self.export_samples.value
+        inexact = self.export_inexact.value
         if res is None:
             self._export_message("nothing to export yet: the model is still loading", "warning")
             return None
@@ -456,7 +477,8 @@ class Explorer(pn.viewable.Viewer):
             target = safe_export_path(export_root(), name)
             self._export_message(f"exporting to {target} …", "info")
             out = export_model(res.model, target, force=force, samples=int(samples),
-                               progress=self.controller._progress("exporting"))
+                               progress=self.controller._progress("exporting"),
+                               allow_inexact=inexact)
             self._last_export = Path(out)
             self._export_message(f"exported to {out}", "success")
             snippet = self._snippet(Path(out))

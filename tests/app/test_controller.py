@@ -11,6 +11,7 @@ import time
 import pytest
 
 from synthviz.app import STORE, Controller
+from synthviz.app.views import Explorer
 from synthviz.app.controller import CUSTOM
 from synthviz.presets import PRESETS
 
@@ -226,6 +227,7 @@ def test_expensive_change_does_not_block(small_source):
 def test_a_newer_setting_cancels_a_running_build(small_source, tmp_path, monkeypatch):
     """Moving the hidden-dim slider again stops the dictionary build the first move started;
     a second session that was waiting for that same build builds it itself instead."""
+    import synthviz.builds as builds
     import synthviz.orthogonalize as ortho
     monkeypatch.setenv("SYNTHVIZ_CACHE", str(tmp_path))  # builds really run
     real = ortho.orthogonalize
@@ -240,7 +242,7 @@ def test_a_newer_setting_cancels_a_running_build(small_source, tmp_path, monkeyp
                 progress(i + 1, 200)
             mine[-1] += 1
         return real(vectors, num_steps, lr)
-    monkeypatch.setattr(ortho, "orthogonalize", slow)
+    monkeypatch.setattr(builds, "orthogonalize", slow)  # where dictionary builds look it up
     a = ready(Controller(source=small_source, samples=1024))
     b = ready(Controller(source=small_source, samples=1024))
     a.hidden_dim = 80
@@ -285,11 +287,11 @@ def test_controller_renders_inline_like_in_a_notebook(small_source):
     """`controller` in a notebook cell: the same Explorer components, as a Bokeh model."""
     import panel as pn
     c = ready(Controller(source=small_source, samples=1024))
-    layout = pn.panel(c)
-    assert isinstance(layout, pn.Row)  # Controller.__panel__, not an auto-generated Param pane
+    layout = pn.panel(Explorer(controller=c))
+    assert isinstance(layout, pn.Row)  # Explorer.__panel__: sidebar and main
     tabs = [o for o in layout.select(pn.Tabs)]
     assert tabs and "L0" in tabs[0]._names
     assert layout.get_root() is not None
-    explorer = c.view()
+    explorer = Explorer(controller=c)
     assert explorer.cards["N"].object and "2,048" in explorer.cards["N"].object
     c.close()

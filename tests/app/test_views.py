@@ -8,7 +8,7 @@ import numpy as np
 import panel as pn
 import pytest
 
-from synthviz.app import Controller
+from synthviz.app import Controller, Explorer
 from synthviz.app.plot_tabs import TAB_VIEWS, me_sibling_pairs, tree_root_for
 
 WAIT = 240
@@ -27,7 +27,7 @@ def _legends(fig) -> list[str]:
 def explorer(small_source):
     c = Controller(source=small_source, samples=1024)
     assert c.wait(WAIT) and c.error == "", c.error
-    ex = c.view()
+    ex = Explorer(controller=c)
     root = ex.main.get_root()  # a Bokeh document, as a served page has
     yield c, ex, root
     c.close()
@@ -154,7 +154,8 @@ def test_page_says_what_the_model_is_and_its_warnings(explorer):
 def test_a_preset_typed_as_source_is_the_preset():
     c = Controller(start=False)
     c.source = "d-512"
-    assert (c.preset, c.source, c.hidden_dim) == ("d-512", "base", 512)
+    # the seed's variations build on base-v1, as published
+    assert (c.preset, c.source, c.hidden_dim) == ("d-512", "base-v1", 512)
 
 
 def test_branching_min_above_max_is_rejected(small_source):
@@ -194,3 +195,36 @@ def test_export_message_sits_by_the_button_and_status_returns(explorer, tmp_path
     ex._on_export().join(120)
     msg = ex.export_alert.object
     assert "replace an existing folder" in msg and "--force" not in msg, msg
+
+
+def test_page_says_before_exporting_whether_the_export_is_exact(tmp_path):
+    """Issue 12: the export panel shows `export_check` for the current model; a model sae_lens
+    would sample differently (relative p above saturation) offers "write it anyway"."""
+    import copy
+
+    from synthviz.config import ModelConfig
+    from synthviz.model import build_model
+    from tests.conftest import SMALL_CONFIG
+
+    cfg = copy.deepcopy(SMALL_CONFIG)
+    cfg["firing_probability"]["max_prob"] = 0.6  # x 2 > 1: relative p 2 saturates
+    build_model(ModelConfig.from_dict(cfg), device="cpu").save(tmp_path / "m")
+    c = Controller(source=str(tmp_path / "m"), samples=1024)
+    try:
+        ex = Explorer(controller=c)
+        assert c.wait(WAIT) and c.error == "", c.error
+        assert ex.export_check.visible and "Exports exactly" in ex.export_check.object
+        assert not ex.export_inexact.visible
+        c.rel_p = 2.0  # the config cannot say it
+        assert c.wait(WAIT) and c.error == "", c.error
+        assert "Does not export exactly" in ex.export_check.object
+        assert ex.export_inexact.visible
+    finally:
+        c.close()
+
+
+def test_sae_tab_follows_the_current_model(explorer):
+    """The SAE tab is registered like every tab and is handed the model the page shows."""
+    c, ex, root = explorer
+    assert [t for t, _ in TAB_VIEWS][-1] == "SAE"
+    assert ex.views["SAE"].view.model is c.results.model
