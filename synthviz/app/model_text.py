@@ -35,6 +35,13 @@ def describe_model(settings: dict[str, Any], facts: dict[str, Any] | None) -> st
     return f"Model: {what} with " + ", ".join(changes)
 
 
+def preset_note(name: str) -> str:
+    """What a preset assumes (for the misc presets, how they were reconstructed); "" for none."""
+    from synthviz.presets import PRESETS
+    preset = PRESETS.get(name)
+    return preset.assumptions if preset is not None else ""
+
+
 def model_warnings(model) -> list[str]:
     """What a model's build noted that a user should know (also logged by the build)."""
     notes = getattr(model, "notes", None) or {}

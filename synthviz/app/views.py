@@ -26,7 +26,7 @@ import param
 from panel.io.state import set_curdoc
 
 from synthviz.app.controller import URL_PARAMS, Controller, Results
-from synthviz.app.model_text import describe_model, model_warnings
+from synthviz.app.model_text import describe_model, model_warnings, preset_note
 from synthviz.app.plot_tabs import TAB_VIEWS
 from synthviz.errors import SynthvizError
 from synthviz.fidelity import ExportCheck, export_check
@@ -302,6 +302,9 @@ class Explorer(pn.viewable.Viewer):
             seq = self._seq
         cards = card_values(res, res.settings["first_k"])  # in the worker thread when served
         words = describe_model(res.settings, self.controller._source_facts)
+        assumed = preset_note(self.controller.preset)
+        if assumed:
+            words = f"{words}. Preset {self.controller.preset}: {assumed}"
         warns = model_warnings(res.model)
         check = _export_check(res.model)
         self._dispatch(partial(self._apply, res, cards, seq, words, warns, check))

@@ -228,3 +228,13 @@ def test_sae_tab_follows_the_current_model(explorer):
     c, ex, root = explorer
     assert [t for t, _ in TAB_VIEWS][-1] == "SAE"
     assert ex.views["SAE"].view.model is c.results.model
+
+
+def test_page_says_what_a_reconstructed_preset_assumed():
+    """Issue 12: the misc presets are reconstructions, and the page says what was assumed."""
+    from synthviz.app.model_text import preset_note
+    from synthviz.presets import PRESETS
+
+    misc = [name for name, p in PRESETS.items() if p.family == "misc"]
+    assert misc and all("Reconstruction" in preset_note(name) for name in misc)
+    assert preset_note("custom") == ""
