@@ -9,16 +9,15 @@ ready and the tab's plots are drawn, and saves docs/app-NAME.png at 1600x1000.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.app_latency import serve  # noqa: E402  (one way to serve the app for Chromium)
 SHOTS = {  # name: (query, seconds the page may need)
     "overview": ("", 600),
     "compare-rel-p": ("?rel_p=0.5&compare_base=true", 300),
@@ -31,22 +30,8 @@ SHOTS = {  # name: (query, seconds the page may need)
 
 def main(names: list[str]) -> int:
     from playwright.sync_api import sync_playwright
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "SYNTHVIZ_EXPORT_ROOT": tempfile.mkdtemp(), "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "panel", "serve", "app", "--address", "127.0.0.1", "--port",
-         str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"], cwd=REPO, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/app"
+    proc, url = serve(Path(tempfile.mkdtemp()) / "panel-serve.log")
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(url, timeout=300).close()
-                break
-            except OSError:
-                time.sleep(1)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
                                          args=["--no-sandbox", "--disable-gpu"])

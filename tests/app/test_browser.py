@@ -253,9 +253,8 @@ def test_two_sessions_share_one_model(served_app, browser):
         p.close()
 
 
-def test_errors_show_as_messages_and_keep_the_model(served_app, page):
-    url, _ = served_app
-    errors = open_app(page, url)
+def enter_missing_folder(page):
+    """Type a folder that does not exist as the source; the error alert once it names it."""
     source = page.locator(".sv-w-source input").first
     source.fill("/nonexistent/model-folder")
     source.press("Enter")
@@ -263,6 +262,13 @@ def test_errors_show_as_messages_and_keep_the_model(served_app, page):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and "model-folder" not in text_of(alert):
         page.wait_for_timeout(200)
+    return alert
+
+
+def test_errors_show_as_messages_and_keep_the_model(served_app, page):
+    url, _ = served_app
+    errors = open_app(page, url)
+    alert = enter_missing_folder(page)
     message = text_of(alert)
     assert "model-folder" in message and "Traceback" not in message
     assert as_float(card(page, "n")) == 16384  # the previous model and plots stay
@@ -310,13 +316,7 @@ def test_url_keeps_only_settings_that_worked_and_the_tab(served_app, page):
     while time.monotonic() < deadline and "tab=5" not in page.url:
         page.wait_for_timeout(200)
     assert "tab=5" in page.url and "rel_p=0.5" in page.url, page.url
-    source = page.locator(".sv-w-source input").first
-    source.fill("/nonexistent/model-folder")
-    source.press("Enter")
-    alert = page.locator(".sv-error")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "model-folder" not in text_of(alert):
-        page.wait_for_timeout(200)
+    alert = enter_missing_folder(page)
     assert "model-folder" in text_of(alert)
     page.wait_for_timeout(1000)
     assert "nonexistent" not in page.url and "rel_p=0.5" in page.url, page.url
