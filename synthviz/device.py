@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+
 import torch
 
 from synthviz.errors import ConfigError
@@ -45,3 +47,26 @@ def available_memory(device: torch.device | None = None) -> int | None:
     except OSError:
         return None
     return None
+
+
+def _glibc():
+    try:
+        lib = ctypes.CDLL("libc.so.6")
+        lib.malloc_trim  # noqa: B018 (glibc only: musl and macOS have no malloc_trim)
+        return lib
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _glibc()
+
+
+def release_free_memory() -> None:
+    """Return freed heap pages to the operating system (glibc only; elsewhere a no-op).
+
+    Why: glibc keeps the pages of freed tensors in its heaps, and a long-running server that
+    samples in worker threads fragments them, so its RSS grew by ~170 MB over 200 slider
+    changes without any live object behind it. Trimming after each piece of work keeps it flat.
+    """
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)

@@ -23,7 +23,7 @@ import param
 
 from synthviz.app.model_text import ready_status
 from synthviz.app.store import STORE, AnalyticStats, SampleSettings, SampleStats
-from synthviz.device import DEVICES
+from synthviz.device import DEVICES, release_free_memory
 from synthviz.errors import Cancelled, SynthvizError
 
 log = logging.getLogger(__name__)
@@ -286,6 +286,7 @@ class Controller(param.Parameterized):
             try:
                 self._compute(snap)
             finally:
+                release_free_memory()
                 with self._cond:
                     self._running = None
                     self._cond.notify_all()

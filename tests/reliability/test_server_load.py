@@ -64,7 +64,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(self.url, timeout=5) as r:
+                with urllib.request.urlopen(self.url, timeout=60) as r:  # a loaded machine is slow
                     if r.status == 200:
                         return
             except OSError:
