@@ -177,3 +177,66 @@ def test_scale_flags_sae_lens_ignores_load_and_sample_like_it(h, scaled, tmp_pat
                        pairs_of(ours.forest))
     assert not problems, problems[:5]
     assert set(ours.forest.child_rescale_mask.nonzero().flatten().tolist()) == scaled
+
+
+# ---------------------------------------------------------------- the tree view's groups
+
+def test_the_tree_plot_draws_organizational_nodes_above_and_below_the_root():
+    import holoviews as hv
+
+    from synthviz.hierarchy import Forest, groups_above
+    from synthviz.plots.hierarchy import create_tree_plot
+    from synthviz.stats.hierarchy_stats import tree_table
+    from tests.fidelity.test_load_like_sae_lens import HIERARCHIES
+
+    # root 1 sits in the ME group "animals" with roots 0 and 2; below it, ME group "o2"
+    forest = Forest.from_dict(HIERARCHIES["me-roots-and-nested"], 14)
+    rates = torch.linspace(0.5, 0.1, 14, dtype=torch.float64)
+    above = groups_above(forest, 1, rates)
+    assert [(g["label"], g["me"], g["features"]) for g in above] == [("animals", True, [0, 1, 2])]
+    table = tree_table(forest, 1, rates)
+    el = create_tree_plot(table, above=above)
+    graph = next(e for e in el if isinstance(e, hv.Graph))
+    nodes = graph.nodes.dframe().set_index("feature")
+    group = nodes[nodes["node"] == "ME group"]
+    top = group[group["label"] == "animals"]
+    assert len(top) == 1 and set(group["label"]) == {"animals", "o2"}
+    g = top.index[0]
+    # drawn one level above the root, centred over its three roots, linked to each of them
+    assert top["y"].iloc[0] == nodes.loc[1, "y"] + 1
+    assert nodes.loc[[0, 1, 2], "y"].tolist() == [nodes.loc[1, "y"]] * 3
+    assert nodes.loc[0, "x"] < nodes.loc[1, "x"] < nodes.loc[2, "x"]
+    edges = set(map(tuple, graph.dframe()[["start", "end"]].to_numpy().tolist()))
+    assert {(g, 0), (g, 1), (g, 2)} <= edges
+    assert len(edges) == len(nodes) - 1  # still a tree
+    # its roots are coloured by their rates; the group ringed as an ME parent and labelled
+    assert nodes.loc[[0, 2], "rate"].tolist() == rates[[0, 2]].tolist()
+    rings = next(e for e in el if isinstance(e, hv.Points))
+    assert (top["x"].iloc[0], top["y"].iloc[0]) in set(zip(rings["x"], rings["y"]))
+    labels = next(e for e in el if isinstance(e, hv.Labels)).dframe()
+    assert set(labels["text"]) == {"ME group: animals", "ME group: o2"}
+    # a root with no organizational node above draws no group above it
+    assert groups_above(forest, 9) == []
+    plain = create_tree_plot(tree_table(forest, 9), above=groups_above(forest, 9))
+    kinds = next(e for e in plain if isinstance(e, hv.Graph)).nodes.dimension_values("node")
+    assert list(kinds).count("group") == 1  # the organizational node "x" below feature 9
+    hv.render(el, backend="bokeh")
+
+
+def test_the_hierarchy_tab_draws_the_group_above_a_root(tmp_path):
+    # the wiring: the tab's tree for a root in an organizational ME group shows that group
+    import holoviews as hv
+
+    from synthviz.app.plot_tabs import HierarchyView
+    from synthviz.stats.frequencies import firing_stats
+    from tests.fidelity.test_load_like_sae_lens import HIERARCHIES
+
+    folder = sae_lens_folder(tmp_path / "m", dict(NARROW), HIERARCHIES["me-roots-and-nested"])
+    model = synthviz.load(folder, device="cpu")
+    _, _, cols, _ = model.sample_entries(2000, seed=0)
+    counts = torch.bincount(cols, minlength=model.num_features)
+    stats = type("S", (), {"firing": firing_stats(counts, 2000)})()
+    el = HierarchyView._tree(model, stats, 2, None)
+    nodes = next(e for e in el if isinstance(e, hv.Graph)).nodes
+    assert "animals" in list(nodes.dimension_values("label"))
+    assert {0, 1, 2} <= set(nodes.dimension_values("feature").tolist())
