@@ -247,7 +247,6 @@ class OrgNodes:
     rescaled: set[int]
 
 
-_FLAGS = ("mutually_exclusive_children", "scale_children_by_parent")
 # strings that mean what sae_lens reads them as: it takes a flag's truth value, so a non-empty
 # string is true and "" is false
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on", "y", "t"})
@@ -264,7 +263,8 @@ def _me_flag(v: Any, name: str, where: str) -> bool:
             return bool(v)
         raise ModelFileError(
             f"{where}: mutually_exclusive_children of {name} is the string {v[:40]!r}; sae_lens "
-            f"reads any non-empty string as true (children mutually exclusive): write true or false")
+            f"reads any non-empty string as true (children mutually exclusive): write true or "
+            f"false")
     raise ModelFileError(
         f"{where}: mutually_exclusive_children of {name} must be true or false, got {str(v)[:40]}")
 

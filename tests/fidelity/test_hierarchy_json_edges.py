@@ -19,7 +19,8 @@ import torch
 
 import synthviz
 from synthviz.errors import SynthvizError
-from tests.fidelity.parity import active_sae_lens, active_synthviz, compare, pairs_of, sae_lens_folder
+from tests.fidelity.parity import (active_sae_lens, active_synthviz, compare, pairs_of,
+                                   sae_lens_folder)
 from tests.fidelity.test_load_like_sae_lens import SMALL, node, org
 
 logging.getLogger("sae_lens").setLevel(logging.ERROR)
