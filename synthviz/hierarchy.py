@@ -297,7 +297,7 @@ def _repeat_message(f: int, where: str, top: int, first_top: int, anc: tuple | N
     while anc is not None and anc[0] != f:
         anc = anc[1]
     if anc is not None:  # sae_lens checks loops by node identity, which JSON cannot share
-        return (f"{where}: feature_index {f} appears more than once, below itself (a loop); "
+        return (f"{where}: feature_index {f} appears more than once, below itself (a cycle); "
                 f"sae_lens misses such loops and would gate the feature by itself")
     return (f"{where}: feature_index {f} appears more than once, in two places of top-level tree "
             f"{top}; sae_lens loads it but its sampling of it is ill-defined (its dense and "
