@@ -148,6 +148,8 @@ def create_tree_plot(table, title: str | None = None, color: str | None = None,
             dst.append(feats[0] if b is None else b)
         n += k
     log_rate = np.log10(np.clip(np.nan_to_num(rate, nan=RATE_FLOOR), RATE_FLOOR, None))
+    org = kind != "feature"
+    log_rate[org] = np.nan  # a group has no rate: drawn in the colour map's NaN grey
     node_data = {"x": x, "y": y, "feature": ids, "rate": rate, "log10_rate": log_rate,
                  "depth": depth, "me": np.where(me, "yes", "no"), "node": kind,
                  "label": label.astype(str)}
@@ -156,7 +158,7 @@ def create_tree_plot(table, title: str | None = None, color: str | None = None,
             ("rate", "@rate{0.00000}"), ("ME children", "@me"), ("id", "@label")]
     nodes = hv.Nodes(node_data, ["x", "y", "feature"], vdims)
     # the tree's own rate range: a fixed 1e-5..1 scale would paint every node the same colour
-    lo, hi = float(log_rate.min()), float(log_rate.max())
+    lo, hi = float(np.nanmin(log_rate)), float(np.nanmax(log_rate))
     if hi - lo < 0.5:
         lo, hi = lo - 0.25, hi + 0.25
     graph = hv.Graph(((src, dst), nodes)).opts(
@@ -168,7 +170,6 @@ def create_tree_plot(table, title: str | None = None, color: str | None = None,
     rings = hv.Points({"x": x[me], "y": y[me]}, ["x", "y"], label="ME parent").opts(
         marker="circle", fill_alpha=0, line_color="black", line_width=2,
         size=16 if n < 400 else 9)
-    org = kind != "feature"
     text = [k if not lab else f"{k}: {lab}" for k, lab in zip(kind[org], label[org])]
     groups = hv.Labels({"x": x[org], "y": y[org], "text": text}, ["x", "y"], "text").opts(
         text_font_size="9pt", yoffset=0.3, text_color="black")
@@ -177,7 +178,8 @@ def create_tree_plot(table, title: str | None = None, color: str | None = None,
     return (graph * rings * groups).opts(
         title=title or (f"Tree of root {root}{in_group}: {len(feats)} nodes, depth "
                         f"{int(cols['depth'].astype(int).max())}"),
-        legend_position="top_right", **COMMON)
+        legend_position="top_right", ylim=(float(y.min()) - 0.4, float(y.max()) + 0.7),
+        **COMMON)
 
 
 def create_forest_summary_plot(summary, base=None) -> hv.Overlay:

@@ -212,6 +212,7 @@ def test_the_tree_plot_draws_organizational_nodes_above_and_below_the_root():
     assert len(edges) == len(nodes) - 1  # still a tree
     # its roots are coloured by their rates; the group ringed as an ME parent and labelled
     assert nodes.loc[[0, 2], "rate"].tolist() == rates[[0, 2]].tolist()
+    assert group["log10_rate"].isna().all()  # a group has no rate: not painted as a rare one
     rings = next(e for e in el if isinstance(e, hv.Points))
     assert (top["x"].iloc[0], top["y"].iloc[0]) in set(zip(rings["x"], rings["y"]))
     labels = next(e for e in el if isinstance(e, hv.Labels)).dframe()
