@@ -247,7 +247,61 @@ class OrgNodes:
     rescaled: set[int]
 
 
-_FLAGS = ("mutually_exclusive_children", "scale_children_by_parent")
+# strings that mean what sae_lens reads them as: it takes a flag's truth value, so a non-empty
+# string is true and "" is false
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on", "y", "t"})
+
+
+def _me_flag(v: Any, name: str, where: str) -> bool:
+    """mutually_exclusive_children as sae_lens samples it (its truth value). A string whose
+    meaning differs from its truth value ("false", "0", "no") is refused: sae_lens would make
+    the children ME although the file says otherwise, and showing that silently misleads."""
+    if v is None or isinstance(v, (bool, int, float)):
+        return bool(v)
+    if isinstance(v, str):
+        if v == "" or v.strip().lower() in _TRUE_WORDS:
+            return bool(v)
+        raise ModelFileError(
+            f"{where}: mutually_exclusive_children of {name} is the string {v[:40]!r}; sae_lens "
+            f"reads any non-empty string as true (children mutually exclusive): write true or "
+            f"false")
+    raise ModelFileError(
+        f"{where}: mutually_exclusive_children of {name} must be true or false, got {str(v)[:40]}")
+
+
+def _scale_flag(v: Any, name: str, feature_kids: bool, where: str) -> tuple[bool, bool]:
+    """(value, not_a_number) for scale_children_by_parent. sae_lens packs the flags of nodes
+    with feature children into a bool tensor: a non-empty string or list there fails to load,
+    and null or "" fails as soon as another node rescales (checked by the caller)."""
+    if isinstance(v, (bool, int, float)):
+        return bool(v), False
+    if not v and (v is None or isinstance(v, (str, list, dict))):
+        return False, feature_kids
+    if not feature_kids:  # a leaf's flag is never read by sae_lens
+        return False, False
+    raise ModelFileError(
+        f"{where}: scale_children_by_parent of {name} must be true or false, got {str(v)[:40]!r}"
+        f" (sae_lens cannot load it either)")
+
+
+def _repeat_message(f: int, where: str, top: int, first_top: int, anc: tuple | None) -> str:
+    """Why a repeated feature_index is refused, as one line. sae_lens refuses an index in two
+    top-level trees; within one tree it loads it, but its samplers disagree on it (the dense one
+    gates and rescales once per occurrence, writes same-depth repeats through one index_put,
+    which torch leaves undefined, and zeroes a feature listed twice in an ME group; the sparse
+    one keeps only the last parent and group) and its compensation keeps the last occurrence."""
+    if top != first_top:
+        return (f"{where}: feature_index {f} appears more than once, in top-level trees "
+                f"{first_top} and {top}; sae_lens refuses this too (a feature may belong to one "
+                f"tree only)")
+    while anc is not None and anc[0] != f:
+        anc = anc[1]
+    if anc is not None:  # sae_lens checks loops by node identity, which JSON cannot share
+        return (f"{where}: feature_index {f} appears more than once, below itself (a cycle); "
+                f"sae_lens misses such loops and would gate the feature by itself")
+    return (f"{where}: feature_index {f} appears more than once, in two places of top-level tree "
+            f"{top}; sae_lens loads it but its sampling of it is ill-defined (its dense and "
+            f"sparse samplers can disagree), so it is refused")
 
 
 def _parse_nodes(d: Any, num_features: int, where: str) -> list[dict[str, Any]]:
@@ -255,11 +309,15 @@ def _parse_nodes(d: Any, num_features: int, where: str) -> list[dict[str, Any]]:
     if not isinstance(d, dict) or not isinstance(d.get("roots"), list):
         raise ModelFileError(f"{where}: expected an object with a 'roots' list")
     out: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    stack: list[tuple[Any, list]] = [(r, out) for r in reversed(d["roots"])]
+    seen: dict[int, int] = {}  # feature -> top-level tree it was first seen in
+    # (node, destination list, top-level tree, ancestors' features as a linked list)
+    stack: list[tuple[Any, list, int, tuple | None]] = [
+        (r, out, i, None) for i, r in reversed(list(enumerate(d["roots"])))]
     count = 0
+    scaling: str | None = None  # a node whose truthy scale flag sae_lens packs
+    unscalable: str | None = None  # a node whose null/"" scale flag sae_lens cannot pack
     while stack:
-        nd, dest = stack.pop()
+        nd, dest, top, anc = stack.pop()
         count += 1
         if count > MAX_HIERARCHY_NODES:
             raise ModelFileError(f"{where}: more than {MAX_HIERARCHY_NODES} nodes")
@@ -274,26 +332,33 @@ def _parse_nodes(d: Any, num_features: int, where: str) -> list[dict[str, Any]]:
                 raise ModelFileError(
                     f"{where}: feature_index {f} out of range for {num_features} features")
             if f in seen:
-                raise ModelFileError(
-                    f"{where}: feature_index {f} appears more than once (duplicate or cycle)")
-            seen.add(f)
+                raise ModelFileError(_repeat_message(f, where, top, seen[f], anc))
+            seen[f] = top
         kids = nd.get("children", [])
         if not isinstance(kids, list):
             raise ModelFileError(f"{where}: children of {name} must be a list")
-        flags = {}
-        for flag in _FLAGS:
-            v = nd.get(flag, False)
-            # sae_lens reads these by truth value; a string is refused ("false" would be true)
-            if v is not None and not isinstance(v, (bool, int, float)):
-                raise ModelFileError(f"{where}: {flag} of {name} must be true or false, got {v!r}")
-            flags[flag] = bool(v)
-        if flags["mutually_exclusive_children"] and len(kids) < 2:
+        feature_kids = any(isinstance(k, dict) and k.get("feature_index") is not None
+                           for k in kids)
+        me = _me_flag(nd.get("mutually_exclusive_children", False), name, where)
+        scale, odd = _scale_flag(nd.get("scale_children_by_parent", False), name, feature_kids,
+                                 where)
+        if scale and feature_kids:
+            scaling = scaling or name
+        if odd:
+            unscalable = unscalable or name
+        if me and len(kids) < 2:
             raise ModelFileError(f"{where}: {name} has mutually exclusive children but only "
                                  f"{len(kids)} child(ren); ME needs at least 2")
         fid = nd.get("feature_id", nd.get("id"))
-        node = {"feature_index": f, **flags, "feature_id": fid, "children": []}
+        node = {"feature_index": f, "mutually_exclusive_children": me,
+                "scale_children_by_parent": scale, "feature_id": fid, "children": []}
         dest.append(node)
-        stack.extend((k, node["children"]) for k in reversed(kids))
+        below = (f, anc) if f is not None else anc
+        stack.extend((k, node["children"], top, below) for k in reversed(kids))
+    if scaling and unscalable:
+        raise ModelFileError(
+            f"{where}: scale_children_by_parent of {unscalable} is null or empty while {scaling} "
+            f"rescales; sae_lens cannot load that mix: write true or false")
     return out
 
 
@@ -354,6 +419,40 @@ def _truncate_nodes(nodes: list[dict[str, Any]], n: int) -> list[dict[str, Any]]
         me = nd["mutually_exclusive_children"] and len(kids) >= 2
         return {**nd, "mutually_exclusive_children": me, "children": kids}
     return [k for k in (keep(r) for r in nodes) if k is not None]
+
+
+def groups_above(forest: Forest | None, feature: int,
+                 rates: torch.Tensor | None = None) -> list[dict[str, Any]]:
+    """The organizational nodes above a top-level feature, outermost first (empty when it has
+    none). Each: `label` (its id), `me` (its feature children form an ME group, as sae_lens
+    counts them: at least 2), `features` (its feature children, in order), `positions` (theirs
+    among all its children), `rates` (theirs, from `rates`, NaN without), `child` (the position
+    among its children of the next node down toward `feature`). For the tree view: such nodes
+    can make roots mutually exclusive, which a table starting at the root cannot show."""
+    if forest is None or forest.org is None:
+        return []
+    cache = forest.__dict__.setdefault("_groups_above", {})
+    if not cache:  # every top-level feature's path of organizational nodes, one walk
+        stack = [(nd, ()) for nd in reversed(forest.org.nodes)]
+        while stack:
+            nd, path = stack.pop()
+            if nd["feature_index"] is not None:
+                if path:
+                    cache[nd["feature_index"]] = path
+                continue  # organizational nodes below a feature are the tree table's rows
+            kids = nd["children"]
+            stack.extend((k, path + ((nd, i),)) for i, k in reversed(list(enumerate(kids))))
+        cache[None] = ()  # marks the cache as built
+    r = None if rates is None else torch.as_tensor(rates).detach().double().cpu()
+    out = []
+    for nd, i in cache.get(int(feature), ()):
+        feats = [k["feature_index"] for k in nd["children"] if k["feature_index"] is not None]
+        out.append({"label": nd["feature_id"], "child": i, "features": feats,
+                    "me": bool(nd["mutually_exclusive_children"]) and len(feats) >= 2,
+                    "positions": [j for j, k in enumerate(nd["children"])
+                                  if k["feature_index"] is not None],
+                    "rates": [float(r[f]) if r is not None else float("nan") for f in feats]})
+    return out
 
 
 def generate_forest(num_features: int, cfg: HierarchyConfig, seed: int | None) -> Forest:

@@ -148,11 +148,13 @@ class HierarchyView(TabView):
     @staticmethod
     def _tree(model, stats, root, title):
         from synthviz import plots
+        from synthviz.hierarchy import groups_above
         from synthviz.stats.hierarchy_stats import tree_table
         if root is None:
             return plots.empty("this model has no hierarchy")
-        return plots.create_tree_plot(tree_table(model.forest, root, stats.firing.empirical_rate),
-                                      title=title)
+        rates = stats.firing.empirical_rate
+        return plots.create_tree_plot(tree_table(model.forest, root, rates), title=title,
+                                      above=groups_above(model.forest, root, rates))
 
 
 def _x_rates(firing, model):
