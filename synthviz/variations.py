@@ -472,7 +472,7 @@ def apply_hierarchy(model: SynthModel, v: Variation) -> SynthModel:
         forest = generate_forest(cfg.num_features, hcfg, cfg.sub_seed(3))
     new_cfg = cfg.replace(hierarchy=hcfg)
     p, clamped = compensated_probabilities(
-        base_probabilities(new_cfg), forest, bool(hcfg and hcfg.compensate_probabilities))
+        base_probabilities(new_cfg), forest, new_cfg.compensates)
     new = model.replace(cfg=new_cfg, forest=forest,
                         firing_probabilities=_reuse(p, model.firing_probabilities))
     if model.forest is not None and forest is not None and forest == model.forest:
@@ -511,9 +511,7 @@ def apply_rel_p(model: SynthModel, k: float) -> SynthModel:
         raw = base_probabilities(cfg) * k
         over = int((raw > 1).sum())
         base_p = raw.clamp(max=1.0)
-    hcfg = cfg.hierarchy
-    p, clamped = compensated_probabilities(base_p, model.forest,
-                                           bool(hcfg and hcfg.compensate_probabilities))
+    p, clamped = compensated_probabilities(base_p, model.forest, cfg.compensates)
     new = model.replace(cfg=cfg.replace(firing_probability=gen),
                         firing_probabilities=p.to(model.firing_probabilities.dtype))
     new.notes.pop("source", None)

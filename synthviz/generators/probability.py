@@ -129,7 +129,9 @@ class LinearProbability(ProbabilityGenerator):
     def prefix(self, base_p: torch.Tensor, n: int) -> ProbabilityGenerator:
         if n == base_p.numel():
             return self
-        return LinearProbability(max_prob=self.max_prob, min_prob=float(base_p[n - 1]))
+        # float32 rounding may put the last value just above max_prob (n = 1, or a flat ramp)
+        return LinearProbability(max_prob=self.max_prob,
+                                 min_prob=min(float(base_p[n - 1]), self.max_prob))
 
 
 @FIRING_PROBABILITIES.add
