@@ -46,10 +46,8 @@ def forest_summary(forest: Forest, num_features: int | None = None) -> ForestSum
     tree = torch.full((forest.num_features,), -1, dtype=torch.long)
     if forest.roots:
         tree[torch.tensor(forest.roots)] = torch.arange(len(forest.roots))
-    parent = forest.parent
-    for level in forest.levels[1:]:
-        f = torch.tensor(level, dtype=torch.long)
-        tree[f] = tree[parent[f]]
+    for f, par in forest.index.parent_levels:
+        tree[f] = tree[par]
     in_tree = tree >= 0
     sizes = torch.bincount(tree[in_tree], minlength=len(forest.roots))
     kids = [len(c) for c in forest.children.values() if c]
