@@ -1,20 +1,35 @@
 """Model configuration: dataclasses that read and write sae_lens's `synthetic_model_config.json`.
 
-Every generator is a small dataclass registered under the `generator_name` sae_lens uses, so a
-config round-trips through JSON unchanged. Parsing is strict: unknown generator names, unknown
-or missing fields, and out-of-range values raise `ConfigError` naming the field.
+`ModelConfig` holds the structure configs defined here (hierarchy, orthogonalization,
+correlation) and the generators of `synthviz.generators` (re-exported here). Parsing is strict:
+unknown generator names, unknown or missing fields, and out-of-range values raise `ConfigError`
+naming the field.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
+from synthviz.config_fields import integer as _int
+from synthviz.config_fields import number as _num
+from synthviz.config_fields import take_fields as _take_fields
 from synthviz.errors import ConfigError
+from synthviz.generators import (
+    FIRING_PROBABILITIES, MAGNITUDES, ConstantMagnitude, ConstantProbability,
+    ExponentialMagnitude, FoldedNormalMagnitude, LinearMagnitude, LinearProbability, Magnitude,
+    RandomProbability, ZipfianProbability, magnitude_from_json, magnitude_to_json,
+    magnitude_values)
+
+__all__ = [
+    "DTYPES", "FIRING_PROBABILITIES", "MAGNITUDES", "ConstantMagnitude", "ConstantProbability",
+    "CorrelationConfig", "ExponentialMagnitude", "FoldedNormalMagnitude", "HierarchyConfig",
+    "LinearMagnitude", "LinearProbability", "Magnitude", "ModelConfig", "OrthogonalizationConfig",
+    "RandomProbability", "ZipfianProbability", "base_config", "magnitude_values", "torch_dtype",
+]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
           "bfloat16": torch.bfloat16}
@@ -25,272 +40,6 @@ def torch_dtype(name: str) -> torch.dtype:
     if key not in DTYPES:
         raise ConfigError(f"dtype: unknown dtype {name!r}; expected one of {sorted(DTYPES)}")
     return DTYPES[key]
-
-
-def _num(value: Any, where: str, *, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ConfigError(f"{where}: must be finite, got {value!r}")
-    return value
-
-
-def _int(value: Any, where: str, *, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    return value
-
-
-def _take_fields(cls: type, d: dict[str, Any], where: str, skip: tuple[str, ...] = ()) -> dict:
-    """Check `d` holds exactly the dataclass's fields (defaults may be omitted)."""
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where}: expected an object, got {type(d).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    extra = set(d) - names - set(skip)
-    if extra:
-        raise ConfigError(f"{where}: unknown field(s) {sorted(extra)}")
-    required = {f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-    missing = required - set(d)
-    if missing:
-        raise ConfigError(f"{where}: missing field(s) {sorted(missing)}")
-    return {k: v for k, v in d.items() if k in names}
-
-
-class _Registry(dict):
-    def __init__(self, kind: str):
-        super().__init__()
-        self.kind = kind
-
-    def register(self, cls):
-        self[cls.generator_name] = cls
-        return cls
-
-    def parse(self, d: Any, where: str):
-        if not isinstance(d, dict):
-            raise ConfigError(f"{where}: expected an object with generator_name, got {d!r}")
-        name = d.get("generator_name")
-        if name is None:
-            raise ConfigError(f"{where}: missing field 'generator_name'")
-        if name not in self:
-            raise ConfigError(f"{where}: unknown {self.kind} generator {name!r}; "
-                              f"known: {sorted(self)}")
-        cls = self[name]
-        kwargs = _take_fields(cls, d, where, skip=("generator_name",))
-        return cls(**kwargs)
-
-
-FIRING_PROBABILITIES = _Registry("firing probability")
-MAGNITUDES = _Registry("magnitude")
-
-
-class _Generator:
-    generator_name: ClassVar[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["generator_name"] = self.generator_name
-        return d
-
-
-# ---------------------------------------------------------------- firing probabilities
-
-@FIRING_PROBABILITIES.register
-@dataclass
-class ZipfianProbability(_Generator):
-    """p proportional to rank^-exponent, rescaled so feature 0 has max_prob and the last min_prob."""
-    generator_name: ClassVar[str] = "zipfian"
-    exponent: float = 1.0
-    max_prob: float = 0.3
-    min_prob: float = 0.01
-
-    def __post_init__(self):
-        _num(self.exponent, "firing_probability.exponent")
-        if self.exponent <= 0:
-            raise ConfigError("firing_probability.exponent must be positive")
-        _check_prob_range(self.min_prob, self.max_prob, strict=True)
-
-    def generate(self, n: int, seed: int | None = None) -> torch.Tensor:
-        if n == 1:
-            return torch.tensor([self.max_prob])
-        ranks = torch.arange(1, n + 1, dtype=torch.float32)
-        raw = 1.0 / ranks**self.exponent
-        lo, hi = raw.min(), raw.max()
-        return self.min_prob + (self.max_prob - self.min_prob) * (raw - lo) / (hi - lo)
-
-
-@FIRING_PROBABILITIES.register
-@dataclass
-class LinearProbability(_Generator):
-    """Linear ramp from max_prob (feature 0) to min_prob (last feature)."""
-    generator_name: ClassVar[str] = "linear"
-    max_prob: float = 0.3
-    min_prob: float = 0.01
-
-    def __post_init__(self):
-        _check_prob_range(self.min_prob, self.max_prob, strict=False)
-
-    def generate(self, n: int, seed: int | None = None) -> torch.Tensor:
-        if n == 1:
-            return torch.tensor([self.max_prob])
-        return torch.linspace(self.max_prob, self.min_prob, n)
-
-
-@FIRING_PROBABILITIES.register
-@dataclass
-class RandomProbability(_Generator):
-    """Uniform in [min_prob, max_prob], drawn from the probability seed."""
-    generator_name: ClassVar[str] = "random"
-    max_prob: float = 0.5
-    min_prob: float = 0.01
-
-    def __post_init__(self):
-        _check_prob_range(self.min_prob, self.max_prob, strict=True)
-
-    def generate(self, n: int, seed: int | None = None) -> torch.Tensor:
-        gen = torch.Generator()
-        if seed is not None:
-            gen.manual_seed(seed)
-        u = torch.rand(n, generator=gen, dtype=torch.float32)
-        return self.min_prob + (self.max_prob - self.min_prob) * u
-
-
-@FIRING_PROBABILITIES.register
-@dataclass
-class ConstantProbability(_Generator):
-    generator_name: ClassVar[str] = "constant"
-    probability: float = 0.1
-
-    def __post_init__(self):
-        # sae_lens checks nothing here; a value outside [0, 1] is refused at build unless the
-        # hierarchy compensation clamps it back (see model.check_probabilities)
-        _num(self.probability, "firing_probability.probability")
-
-    def generate(self, n: int, seed: int | None = None) -> torch.Tensor:
-        return torch.full((n,), self.probability, dtype=torch.float32)
-
-
-def _check_prob_range(lo: Any, hi: Any, strict: bool) -> None:
-    _num(lo, "firing_probability.min_prob")
-    _num(hi, "firing_probability.max_prob")
-    ok = (0 < lo < hi <= 1) if strict else (0 < lo <= hi <= 1)
-    if not ok:
-        rel = "<" if strict else "<="
-        raise ConfigError(f"firing_probability: need 0 < min_prob {rel} max_prob <= 1, "
-                          f"got min_prob={lo}, max_prob={hi}")
-
-
-# ---------------------------------------------------------------- magnitudes
-
-@MAGNITUDES.register
-@dataclass
-class ConstantMagnitude(_Generator):
-    generator_name: ClassVar[str] = "constant"
-    value: float = 1.0
-
-    def __post_init__(self):
-        _num(self.value, "magnitude.value")
-
-    def generate(self, n: int, seed: int | None = None) -> torch.Tensor:
-        return torch.full((n,), self.value, dtype=torch.float32)
-
-
-@MAGNITUDES.register
-@dataclass
-class LinearMagnitude(_Generator):
-    """value_i = start + (end - start) * i / (n - 1)."""
-    generator_name: ClassVar[str] = "linear"
-    start: float
-    end: float
-
-    def __post_init__(self):
-        _num(self.start, "magnitude.start")
-        _num(self.end, "magnitude.end")
-        if self.start <= 0 or self.end <= 0:
-            raise ConfigError("magnitude: linear start and end must be positive")
-
-    def generate(self, n: int, seed: int | None = None) -> torch.Tensor:
-        if n == 1:
-            return torch.tensor([self.start], dtype=torch.float32)
-        return torch.linspace(self.start, self.end, n)
-
-
-@MAGNITUDES.register
-@dataclass
-class ExponentialMagnitude(_Generator):
-    """value_i = start * (end / start) ** (i / (n - 1))."""
-    generator_name: ClassVar[str] = "exponential"
-    start: float
-    end: float
-
-    def __post_init__(self):
-        _num(self.start, "magnitude.start")
-        _num(self.end, "magnitude.end")
-        if self.start <= 0 or self.end <= 0:
-            raise ConfigError("magnitude: exponential start and end must be positive")
-
-    def generate(self, n: int, seed: int | None = None) -> torch.Tensor:
-        if n == 1:
-            return torch.tensor([self.start], dtype=torch.float32)
-        return self.start * (self.end / self.start) ** torch.linspace(0, 1, n)
-
-
-@MAGNITUDES.register
-@dataclass
-class FoldedNormalMagnitude(_Generator):
-    """|N(mean, std^2)| per feature, optionally clamped to [min_value, max_value]."""
-    generator_name: ClassVar[str] = "folded_normal"
-    mean: float = 0.0
-    std: float = 0.1
-    min_value: float | None = None
-    max_value: float | None = None
-
-    def __post_init__(self):
-        _num(self.mean, "magnitude.mean")
-        _num(self.std, "magnitude.std")
-        _num(self.min_value, "magnitude.min_value", allow_none=True)
-        _num(self.max_value, "magnitude.max_value", allow_none=True)
-        if self.std <= 0:
-            raise ConfigError("magnitude: folded_normal std must be positive")
-        if self.min_value is not None and self.min_value < 0:
-            raise ConfigError("magnitude: folded_normal min_value must be non-negative")
-        if self.max_value is not None and self.max_value <= 0:
-            raise ConfigError("magnitude: folded_normal max_value must be positive")
-        if (self.min_value is not None and self.max_value is not None
-                and self.min_value > self.max_value):
-            raise ConfigError("magnitude: folded_normal min_value must be <= max_value")
-
-    def generate(self, n: int, seed: int | None = None) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        x = (self.mean + torch.randn(n, generator=gen) * self.std).abs()
-        if self.min_value is not None or self.max_value is not None:
-            x = x.clamp(min=self.min_value, max=self.max_value)
-        return x
-
-
-Magnitude = float | ConstantMagnitude | LinearMagnitude | ExponentialMagnitude | FoldedNormalMagnitude
-
-
-def magnitude_values(spec: Magnitude, n: int, seed: int | None) -> torch.Tensor:
-    if isinstance(spec, (int, float)):
-        return torch.full((n,), float(spec), dtype=torch.float32)
-    return spec.generate(n, seed=seed)
-
-
-def _magnitude_from_json(value: Any, where: str) -> Magnitude:
-    if isinstance(value, dict):
-        return MAGNITUDES.parse(value, where)
-    return float(_num(value, where))
-
-
-def _magnitude_to_json(value: Magnitude) -> Any:
-    return value.to_dict() if isinstance(value, _Generator) else value
 
 
 # ---------------------------------------------------------------- structure configs
@@ -452,6 +201,11 @@ class ModelConfig:
     def torch_dtype(self) -> torch.dtype:
         return torch_dtype(self.dtype)
 
+    @property
+    def compensates(self) -> bool:
+        """Whether the hierarchy's probability compensation is on (false without a hierarchy)."""
+        return bool(self.hierarchy and self.hierarchy.compensate_probabilities)
+
     def sub_seed(self, offset: int) -> int | None:
         """Seeds follow sae_lens: probabilities +0, std +1, mean +2, hierarchy +3, correlation +4."""
         return None if self.seed is None else self.seed + offset
@@ -464,8 +218,8 @@ class ModelConfig:
             "hierarchy": self.hierarchy.to_dict() if self.hierarchy else None,
             "orthogonalization": self.orthogonalization.to_dict() if self.orthogonalization else None,
             "correlation": self.correlation.to_dict() if self.correlation else None,
-            "std_firing_magnitudes": _magnitude_to_json(self.std_firing_magnitudes),
-            "mean_firing_magnitudes": _magnitude_to_json(self.mean_firing_magnitudes),
+            "std_firing_magnitudes": magnitude_to_json(self.std_firing_magnitudes),
+            "mean_firing_magnitudes": magnitude_to_json(self.mean_firing_magnitudes),
             "bias": self.bias,
             "dtype": self.dtype,
             "seed": self.seed,
@@ -479,9 +233,9 @@ class ModelConfig:
         for key, sub in (("hierarchy", HierarchyConfig), ("orthogonalization", OrthogonalizationConfig),
                          ("correlation", CorrelationConfig)):
             kw[key] = sub.from_dict(d[key]) if d.get(key) is not None else None
-        kw["std_firing_magnitudes"] = _magnitude_from_json(d.get("std_firing_magnitudes", 0.0),
+        kw["std_firing_magnitudes"] = magnitude_from_json(d.get("std_firing_magnitudes", 0.0),
                                                            "std_firing_magnitudes")
-        kw["mean_firing_magnitudes"] = _magnitude_from_json(d.get("mean_firing_magnitudes", 1.0),
+        kw["mean_firing_magnitudes"] = magnitude_from_json(d.get("mean_firing_magnitudes", 1.0),
                                                             "mean_firing_magnitudes")
         return cls(**kw)
 

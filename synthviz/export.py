@@ -34,6 +34,7 @@ from synthviz.errors import ConfigError, HubError, ModelFileError, Progress, Syn
 from synthviz.fidelity import (ExportCheck, checked_structural_config, exact_config,  # noqa: F401
                                export_check, magnitude_mismatch,
                                written_config)
+from synthviz.generators import spec_words
 from synthviz.model import SynthModel
 
 log = logging.getLogger(__name__)
@@ -118,13 +119,7 @@ def measure(model: SynthModel, samples: int, seed: int = 0, first_k: int = 4096,
 # ---------------------------------------------------------------------------- the model card
 
 def _gen_words(spec: Any) -> str:
-    if isinstance(spec, (int, float)):
-        return f"constant {spec:g}"
-    d = spec.to_dict()
-    name = d.pop("generator_name")
-    args = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in d.items() if v is not None)
-    return f"{name} ({args})"
+    return spec_words(spec)
 
 
 def _structure_lines(model: SynthModel, cfg: ModelConfig) -> list[str]:

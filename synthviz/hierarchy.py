@@ -10,6 +10,9 @@ flattened the way sae_lens's modifier sees them: a feature's parent is its neare
 feature, an ME node's features form one group (a group with no parent feature is always active),
 and a feature is scaled when its direct parent node says so. Such a forest keeps its nodes for
 writing back; consumers read `me_groups()`, `group_of` and `child_rescale_mask`.
+
+`Forest.index` is the one `ForestIndex` (level order, ME group tables, vectorized compensation)
+that sampling, the statistics and the L0 solver share.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 
 from synthviz.config import HierarchyConfig
 from synthviz.errors import ModelFileError
+from synthviz.forest_index import ForestIndex
 
 MAX_HIERARCHY_NODES = 10_000_000
 
@@ -80,19 +84,24 @@ class Forest:
         ptr[1:] = counts.cumsum(0)
         return ptr, torch.tensor(flat, dtype=torch.long)
 
-    @cached_property
-    def me_mask(self) -> torch.Tensor:
+    def _mask(self, features: set[int]) -> torch.Tensor:
         m = torch.zeros(self.num_features, dtype=torch.bool)
-        if self.me:
-            m[torch.tensor(sorted(self.me), dtype=torch.long)] = True
+        if features:
+            m[torch.tensor(sorted(features), dtype=torch.long)] = True
         return m
 
     @cached_property
+    def me_mask(self) -> torch.Tensor:
+        return self._mask(self.me)
+
+    @cached_property
     def rescale_mask(self) -> torch.Tensor:
-        m = torch.zeros(self.num_features, dtype=torch.bool)
-        if self.rescale:
-            m[torch.tensor(sorted(self.rescale), dtype=torch.long)] = True
-        return m
+        return self._mask(self.rescale)
+
+    @cached_property
+    def index(self) -> ForestIndex:
+        """The derived tables sampling, statistics and the L0 solver share (built once)."""
+        return ForestIndex(self)
 
     @cached_property
     def in_tree(self) -> torch.Tensor:
@@ -129,10 +138,7 @@ class Forest:
     def child_rescale_mask(self) -> torch.Tensor:
         """Features scaled by parent / mu_parent instead of gated by their parent."""
         if self.org is not None:
-            m = torch.zeros(self.num_features, dtype=torch.bool)
-            if self.org.rescaled:
-                m[torch.tensor(sorted(self.org.rescaled), dtype=torch.long)] = True
-            return m
+            return self._mask(self.org.rescaled)
         par = self.parent
         return (par >= 0) & self.rescale_mask[par.clamp(min=0)]
 
@@ -161,7 +167,6 @@ class Forest:
         """
         if self.org is not None:
             return self._org_correction(base_p)
-        corr = torch.ones(self.num_features, dtype=base_p.dtype)
         p_list = base_p.tolist()
         # factors gathered per node in Python floats, then written in bulk: the same roundings
         # as assigning (and multiplying in) each element, without a tensor op per child
@@ -177,16 +182,11 @@ class Forest:
                         total = sum(p_list[c] for c in kids)
                         me_idx += kids
                         me_val += [1.0 + max(0.0, total - p_list[c]) / pp for c in kids]
-        if idx:  # every child has one parent: no index repeats
-            corr[torch.tensor(idx)] = torch.tensor(val, dtype=torch.float64).to(corr.dtype)
-        if me_idx:  # ME factors after all hierarchy factors, as sae_lens applies them
-            corr[torch.tensor(me_idx)] *= torch.tensor(me_val, dtype=torch.float64).to(corr.dtype)
-        return corr
+        return _correction(base_p, idx, val, me_idx, me_val)
 
     def _org_correction(self, base_p: torch.Tensor) -> torch.Tensor:
         """sae_lens's rule with organizational nodes: a node without a feature passes its
         parent's probability (1 at the top) to its children, and its ME group uses it too."""
-        corr = torch.ones(self.num_features, dtype=base_p.dtype)
         p_list = base_p.tolist()
         idx, val, me_idx, me_val = [], [], [], []
         for par, kids in self.children.items():
@@ -200,11 +200,7 @@ class Forest:
                 total = sum(p_list[c] for c in kids)
                 me_idx += kids
                 me_val += [1.0 + max(0.0, total - p_list[c]) / pp for c in kids]
-        if idx:
-            corr[torch.tensor(idx)] = torch.tensor(val, dtype=torch.float64).to(corr.dtype)
-        if me_idx:
-            corr[torch.tensor(me_idx)] *= torch.tensor(me_val, dtype=torch.float64).to(corr.dtype)
-        return corr
+        return _correction(base_p, idx, val, me_idx, me_val)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Forest):
@@ -238,6 +234,18 @@ class Forest:
         """Parse and validate as sae_lens reads it: nodes may lack feature_index (organizational
         nodes) and carry fields it ignores; indices must be in range and appear once."""
         return _from_nodes(_parse_nodes(d, num_features, where), num_features)
+
+
+def _correction(base_p: torch.Tensor, idx: list[int], val: list[float], me_idx: list[int],
+                me_val: list[float]) -> torch.Tensor:
+    """Correction factors: `val` at `idx` (every child has one parent, so no index repeats),
+    then ME factors multiplied in, as sae_lens applies them."""
+    corr = torch.ones(base_p.shape[0], dtype=base_p.dtype)
+    if idx:
+        corr[torch.tensor(idx)] = torch.tensor(val, dtype=torch.float64).to(corr.dtype)
+    if me_idx:
+        corr[torch.tensor(me_idx)] *= torch.tensor(me_val, dtype=torch.float64).to(corr.dtype)
+    return corr
 
 
 @dataclass(eq=False)
@@ -459,7 +467,6 @@ def generate_forest(num_features: int, cfg: HierarchyConfig, seed: int | None) -
     """Breadth-first generation with the same random stream as sae_lens (Python `random`)."""
     rng = random.Random(seed)
     lo, hi = cfg.branching_range
-    next_idx = 0
     roots = list(range(min(cfg.total_root_nodes, num_features)))
     next_idx = len(roots)
     parents: list[tuple[int, int]] = [(r, 0) for r in roots]  # every parent-type node, in order

@@ -147,7 +147,7 @@ def _stored_notes(cfg: ModelConfig, p: torch.Tensor, forest: Forest | None,
     from a folder or the cache warns like a fresh build: a compensated child stored at p = 1 was
     clamped, and a correlation row at c_i = 0.01 (the floor) was rescaled."""
     notes = {}
-    if forest is not None and cfg.hierarchy is not None and cfg.hierarchy.compensate_probabilities:
+    if forest is not None and cfg.compensates:
         notes["probabilities_clamped"] = int(((p >= 1) & (forest.parent >= 0)).sum())
     if diag is not None:
         notes["correlation_rows_rescaled"] = int((diag <= MIN_CORRELATION_DIAG * 1.0001).sum())

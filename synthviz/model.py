@@ -197,10 +197,9 @@ def regenerated_probabilities(cfg: ModelConfig, forest: Forest | None) -> torch.
     """The firing probabilities sae_lens regenerates from `cfg` and a stored forest (on load and
     on `.to()`): the generator's values, compensated when the config says so, in cfg's dtype."""
     base_p = cfg.firing_probability.generate(cfg.num_features, seed=cfg.sub_seed(0))
-    compensate = bool(cfg.hierarchy and cfg.hierarchy.compensate_probabilities)
     if forest is not None and not forest.roots:
         forest = None
-    return compensated_probabilities(base_p, forest, compensate)[0].to(cfg.torch_dtype)
+    return compensated_probabilities(base_p, forest, cfg.compensates)[0].to(cfg.torch_dtype)
 
 
 def estimate_build_bytes(num_features: int, hidden_dim: int) -> int:
@@ -292,8 +291,7 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "auto",
         vectors = orthogonalize(vectors.to(dev), cfg.orthogonalization.effective_steps,
                                 cfg.orthogonalization.lr, progress=progress).cpu()
     base_p = cfg.firing_probability.generate(n, seed=cfg.sub_seed(0))
-    p, notes["probabilities_clamped"] = compensated_probabilities(
-        base_p, forest, bool(cfg.hierarchy and cfg.hierarchy.compensate_probabilities))
+    p, notes["probabilities_clamped"] = compensated_probabilities(base_p, forest, cfg.compensates)
     check_probabilities(p)
     std = magnitude_values(cfg.std_firing_magnitudes, n, cfg.sub_seed(1))
     mean = magnitude_values(cfg.mean_firing_magnitudes, n, cfg.sub_seed(2))

@@ -117,7 +117,6 @@ THIN_TILE_COLS = 8192  # thinned features per matmul (a multiple of THIN_BLOCK)
 
 def _split_top(tb: Tables) -> None:
     """Fills the walk table and splits the top-level features into a dense and a thinned part."""
-    dev, dt = tb.device, tb.dtype
     if tb.factor is not None:
         s = tb.diag_sqrt.clamp(min=1e-12)  # c_i >= 0.01 when built; guards hand-made files
         tb.walk = torch.cat([tb.factor / s[:, None], (-tb.t / s)[:, None]], 1).contiguous()
@@ -144,42 +143,18 @@ def _split_top(tb: Tables) -> None:
 
 
 def forest_tables(forest: Forest, device: torch.device):
-    """The hierarchy's index tensors on `device`, cached on the forest (shared by variations)."""
-    cache = forest.__dict__.setdefault("_device_tables", {})
-    if device in cache:
-        return cache[device]
-    top = (forest.parent < 0).nonzero().squeeze(1).to(device)
-    ptr, idx = (x.to(device) for x in forest.csr)
-    has_kids = ptr[1:] > ptr[:-1]
-    levels, me_levels = [], []
-    by_depth: dict[int, list] = {}
-    if forest.org is not None:  # groups at their parent's depth; top-level groups first
-        for q, kids in sorted(forest.me_groups(), key=lambda g: g[0] >= 0):
-            by_depth.setdefault(int(forest.depth[q]) if q >= 0 else 0, []).append((q, kids))
-    for depth, nodes in enumerate(forest.levels):
-        if depth > 0:
-            f = torch.tensor(nodes, dtype=torch.long)
-            levels.append((f.to(device), forest.parent[f].to(device)))
-        if forest.org is not None:
-            groups = by_depth.get(depth, [])
-        else:
-            groups = [(q, forest.children[q]) for q in nodes
-                      if q in forest.me and len(forest.children.get(q, [])) >= 2]
-        if groups:
-            k = max(len(c) for _, c in groups)
-            sib = torch.zeros(len(groups), k, dtype=torch.long)
-            valid = torch.zeros(len(groups), k, dtype=torch.bool)
-            for g, (_, kids) in enumerate(groups):
-                sib[g, :len(kids)] = torch.tensor(kids)
-                valid[g, :len(kids)] = True
-            pars = torch.tensor([q for q, _ in groups], dtype=torch.long)
-            me_levels.append((pars.to(device), sib.to(device), valid.to(device)))
-        else:
-            me_levels.append(None)
-    out = (top, ptr, idx, has_kids, forest.me_mask.to(device),
-           forest.child_rescale_mask.to(device), levels, me_levels)
-    cache[device] = out
-    return out
+    """The hierarchy's index tensors on `device`, kept in the forest's index (shared by
+    variations): top-level features, children CSR, ME and rescale masks, (features, parents) per
+    depth and the ME group tables per depth (`ForestIndex.me_levels`)."""
+    ix = forest.index
+
+    def make():
+        ptr, idx = (x.to(device) for x in forest.csr)
+        on = lambda xs: tuple(x.to(device) for x in xs)  # noqa: E731
+        return (ix.top.to(device), ptr, idx, ptr[1:] > ptr[:-1], forest.me_mask.to(device),
+                forest.child_rescale_mask.to(device), [on(lv) for lv in ix.parent_levels],
+                [None if g is None else on(g) for g in ix.me_levels])
+    return ix.memo(("sampling", device), make)
 
 
 # ---------------------------------------------------------------------------- sparse (fast)

@@ -33,10 +33,8 @@ from typing import Any
 import torch
 
 from synthviz.builds import build_cached, build_dictionary
-from synthviz.config import (ConstantMagnitude, ExponentialMagnitude, FoldedNormalMagnitude,
-                             HierarchyConfig, LinearMagnitude, LinearProbability, ModelConfig,
-                             RandomProbability, ZipfianProbability, ConstantProbability,
-                             magnitude_values)
+from synthviz.config import HierarchyConfig, ModelConfig, magnitude_values
+from synthviz.generators import magnitude_prefix
 from synthviz.errors import ConfigError, Progress
 from synthviz.hierarchy import Forest, generate_forest
 from synthviz.model import SynthModel, compensated_probabilities, regenerated_probabilities
@@ -339,16 +337,7 @@ def truncate_probability_generator(gen: Any, base_p: torch.Tensor, n: int) -> An
     to the value at feature n-1 reproduces the prefix. torch.rand is prefix-consistent, so a random
     generator is unchanged.
     """
-    if isinstance(gen, (RandomProbability, ConstantProbability)) or n == base_p.numel():
-        return gen
-    last = float(base_p[n - 1])
-    if isinstance(gen, ZipfianProbability):
-        if n == 1 or not last < gen.max_prob:
-            return ConstantProbability(probability=gen.max_prob)
-        return ZipfianProbability(exponent=gen.exponent, max_prob=gen.max_prob, min_prob=last)
-    if isinstance(gen, LinearProbability):
-        return LinearProbability(max_prob=gen.max_prob, min_prob=last)
-    return gen
+    return gen.prefix(base_p, n)
 
 
 def truncate_magnitude(spec: Any, values: torch.Tensor, n: int, seed: int | None
@@ -358,10 +347,7 @@ def truncate_magnitude(spec: Any, values: torch.Tensor, n: int, seed: int | None
     Uses the slice itself (a view) when the spec regenerates it exactly, else the regenerated
     values, so an exported config reproduces what synthviz shows.
     """
-    if isinstance(spec, (LinearMagnitude, ExponentialMagnitude)):
-        spec = type(spec)(start=spec.start, end=float(values[n - 1]))
-    elif not isinstance(spec, (int, float, ConstantMagnitude, FoldedNormalMagnitude)):
-        raise ConfigError(f"cannot truncate magnitude generator {spec!r}")
+    spec = magnitude_prefix(spec, values, n)
     regenerated = magnitude_values(spec, n, seed).to(values.dtype)
     sliced = values[:n]
     if torch.equal(regenerated, sliced):
@@ -486,7 +472,7 @@ def apply_hierarchy(model: SynthModel, v: Variation) -> SynthModel:
         forest = generate_forest(cfg.num_features, hcfg, cfg.sub_seed(3))
     new_cfg = cfg.replace(hierarchy=hcfg)
     p, clamped = compensated_probabilities(
-        base_probabilities(new_cfg), forest, bool(hcfg and hcfg.compensate_probabilities))
+        base_probabilities(new_cfg), forest, new_cfg.compensates)
     new = model.replace(cfg=new_cfg, forest=forest,
                         firing_probabilities=_reuse(p, model.firing_probabilities))
     if model.forest is not None and forest is not None and forest == model.forest:
@@ -509,17 +495,7 @@ def apply_std(model: SynthModel, std: float) -> SynthModel:
 
 def scale_probability_generator(gen: Any, k: float) -> tuple[Any, bool]:
     """(generator whose values are k times `gen`'s, exact) when one exists, else (gen, False)."""
-    try:
-        if isinstance(gen, (ZipfianProbability,)):
-            return ZipfianProbability(exponent=gen.exponent, max_prob=gen.max_prob * k,
-                                      min_prob=gen.min_prob * k), True
-        if isinstance(gen, (LinearProbability, RandomProbability)):
-            return type(gen)(max_prob=gen.max_prob * k, min_prob=gen.min_prob * k), True
-        if isinstance(gen, ConstantProbability):  # a clamped constant is still a constant
-            return ConstantProbability(probability=min(1.0, gen.probability * k)), True
-    except ConfigError:
-        pass  # k * max_prob > 1: no generator says "scaled then clamped"
-    return gen, False
+    return gen.scaled(k)
 
 
 def apply_rel_p(model: SynthModel, k: float) -> SynthModel:
@@ -535,9 +511,7 @@ def apply_rel_p(model: SynthModel, k: float) -> SynthModel:
         raw = base_probabilities(cfg) * k
         over = int((raw > 1).sum())
         base_p = raw.clamp(max=1.0)
-    hcfg = cfg.hierarchy
-    p, clamped = compensated_probabilities(base_p, model.forest,
-                                           bool(hcfg and hcfg.compensate_probabilities))
+    p, clamped = compensated_probabilities(base_p, model.forest, cfg.compensates)
     new = model.replace(cfg=cfg.replace(firing_probability=gen),
                         firing_probabilities=p.to(model.firing_probabilities.dtype))
     new.notes.pop("source", None)

@@ -8,7 +8,8 @@ samples and feeds them. Modules:
 - `frequencies`: FiringAccumulator / FiringStats, expected_rates
 - `cooccurrence`: select_features, CooccurrenceAccumulator / CooccurrenceStats, implied_phi
 - `hierarchy_stats`: forest_summary, tree_table; `validity`: validity_counts, ValidityAccumulator
-- `superposition`: superposition_stats / SuperpositionStats, InterferenceAccumulator
+- `superposition`: superposition_stats / SuperpositionStats
+- `interference`: InterferenceAccumulator / InterferenceStats (readout noise on samples)
 - `magnitudes`: MagnitudeAccumulator / MagnitudeStats
 - `analytic`: the no-sampling expectations (rates, bivariate normal orthants, ME win probability)
 - `summary`: summarize (the headline numbers of `synthviz stats --json`)
@@ -22,8 +23,8 @@ from synthviz.stats.hierarchy_stats import ForestSummary, forest_summary, tree_t
 from synthviz.stats.l0 import L0Accumulator, L0Stats
 from synthviz.stats.magnitudes import MagnitudeAccumulator, MagnitudeStats
 from synthviz.stats.stream import collect, entries_from_dense, feed
-from synthviz.stats.superposition import (InterferenceAccumulator, InterferenceStats,
-                                          SuperpositionStats, superposition_stats)
+from synthviz.stats.interference import InterferenceAccumulator, InterferenceStats
+from synthviz.stats.superposition import SuperpositionStats, superposition_stats
 from synthviz.stats.validity import ValidityAccumulator, ValidityStats, validity_counts
 
 __all__ = [

@@ -32,21 +32,20 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from synthviz.errors import ConfigError
+from synthviz.rate_maths import (candidate_probabilities, chain_rates, gauss_legendre,
+                                 independent_rates, me_win_probability, positive_magnitude)
 from synthviz.stats._parallel import run_phases, workers_for
+
+__all__ = ["DEFAULT_POINTS", "bvn_upper", "expected_l0", "expected_rates", "implied_phi",
+           "me_win_probability", "normal_sf", "positive_magnitude", "thresholds"]
 
 _SQRT2 = math.sqrt(2.0)
 _T_CLAMP = 38.0  # |threshold| beyond which a normal tail is 0 in float64
 _BVN_NODES = 24
 DEFAULT_POINTS = 1024  # quasi-Monte Carlo points over the copula factor
-
-
-def _gauss_legendre(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    x, w = np.polynomial.legendre.leggauss(n)
-    return torch.from_numpy(x), torch.from_numpy(w)
 
 
 def normal_sf(x: torch.Tensor) -> torch.Tensor:
@@ -72,7 +71,7 @@ def bvn_upper(h: torch.Tensor, k: torch.Tensor, rho: torch.Tensor) -> torch.Tens
     h = h.clamp(-_T_CLAMP, _T_CLAMP)
     k = k.clamp(-_T_CLAMP, _T_CLAMP)
     rho = rho.clamp(-1 + 1e-12, 1 - 1e-12)
-    x, w = _gauss_legendre(_BVN_NODES)
+    x, w = gauss_legendre(_BVN_NODES)
     x, w = x.to(h.device), w.to(h.device)
     top = torch.asin(rho)
     theta = (top.unsqueeze(-1) * (x + 1) / 2)  # [..., nodes]
@@ -84,103 +83,12 @@ def bvn_upper(h: torch.Tensor, k: torch.Tensor, rho: torch.Tensor) -> torch.Tens
     return out.clamp(min=0.0)
 
 
-def positive_magnitude(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """P(relu(mean + std * N(0, 1)) > 0) per feature (std 0: 1 if mean > 0 else 0); the noise
-    is symmetric, so a negative std acts as its absolute value (as in sae_lens)."""
-    mean, std = mean.double(), std.double().abs()
-    z = torch.where(std > 0, mean / std.clamp(min=1e-300),
-                    torch.where(mean > 0, torch.full_like(mean, math.inf),
-                                torch.full_like(mean, -math.inf)))
-    return 0.5 * torch.erfc(-z / _SQRT2)
-
-
 def _rho(model, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
     f = model.correlation_factor
     if f is None:
         return torch.zeros(i.shape, dtype=torch.float64)
     f = f.double().cpu()
     return (f[i] * f[j]).sum(-1)
-
-
-def me_win_probability(pi: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """For groups [..., G, K] of independent candidates (probabilities pi, padding valid=False):
-    P(a candidate is the one kept | it is a candidate) = E[1 / (1 + others)], exactly.
-
-    E[1 / (1 + X)] = integral over t in [0, 1] of E[t^X] = prod over the others of
-    (1 - pi_s (1 - t)): a polynomial of degree < K, integrated exactly by Gauss-Legendre. The
-    product over the others is the group's product divided by the candidate's own factor, which
-    is >= t > 0 at the (interior) nodes.
-    """
-    k = pi.shape[-1]
-    if pi.numel() == 0:
-        return pi.clone()
-    pi = torch.where(valid, pi, torch.zeros((), dtype=pi.dtype, device=pi.device)).contiguous()
-    x, w = _gauss_legendre(max(1, (k + 1) // 2))  # exact for the degree k - 1 polynomial
-    x, w = x.to(pi.device, pi.dtype), w.to(pi.device, pi.dtype)
-    t = (x + 1) / 2  # nodes on [0, 1]
-    fac = (pi.unsqueeze(-1) * (t - 1)).add_(1)  # [..., G, K, nodes]; one large temporary
-    allp = fac.prod(dim=-2, keepdim=True)
-    others = torch.div(allp, fac, out=fac)
-    return others @ (w / 2)
-
-
-class _TreeIndex:
-    """The forest's nodes in level order (so each depth is a contiguous slice), with parents and
-    ME groups in those local positions. Cached on the forest."""
-
-    def __init__(self, forest):
-        order = [f for level in forest.levels for f in level]
-        self.nodes = torch.tensor(order, dtype=torch.long)
-        local = torch.full((forest.num_features,), -1, dtype=torch.long)
-        local[self.nodes] = torch.arange(len(order))
-        self.slices = []
-        start = 0
-        for level in forest.levels:
-            self.slices.append((start, start + len(level)))
-            start += len(level)
-        self.parent = local[forest.parent[self.nodes].clamp(min=0)]  # roots: unused
-        # ME groups in buckets of similar size, so padding and quadrature nodes stay small
-        groups = forest.me_groups()
-        self.buckets = []
-        bounds = [2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128]
-        sizes = torch.tensor([len(c) for _, c in groups], dtype=torch.long)
-        lo = 0
-        for hi in bounds + [max([len(c) for _, c in groups], default=0)]:
-            members = [g for g, (_, kids) in enumerate(groups) if lo < len(kids) <= hi]
-            lo = max(lo, hi)
-            if not members:
-                continue
-            k = int(sizes[members].max())
-            valid = torch.arange(k)[None, :] < sizes[members][:, None]
-            sib = torch.zeros(len(members), k, dtype=torch.long)
-            sib[valid] = local[torch.tensor([c for g in members for c in groups[g][1]],
-                                            dtype=torch.long)]
-            self.buckets.append((sib, valid, sib[valid]))
-        self.me_work = sum(int(b[0].numel()) * ((b[0].shape[1] + 1) // 2) for b in self.buckets)
-
-    @classmethod
-    def of(cls, forest) -> "_TreeIndex":
-        cache = forest.__dict__.setdefault("_synthviz_stats", {})
-        if "tree_index" not in cache:
-            cache["tree_index"] = cls(forest)
-        return cache["tree_index"]
-
-
-def _chain_rates(cand: torch.Tensor, ti: _TreeIndex) -> torch.Tensor:
-    """Rates [n_tree, M] of tree nodes (level order) from their candidate probabilities
-    [n_tree, M] (fires and has a positive magnitude; M points of the copula factor, or 1) when
-    nodes are independent: exact under independence. Features are rows so gathers copy rows."""
-    win = torch.ones_like(cand)
-    for sib, valid, targets in ti.buckets:
-        # [G, K, M] -> [M, G, K] for the quadrature, then back to rows
-        wp = me_win_probability(cand[sib].permute(2, 0, 1), valid)
-        win[targets] = wp.permute(1, 2, 0)[valid]
-    rate = torch.empty_like(cand)
-    a, b = ti.slices[0]
-    rate[a:b] = cand[a:b] * win[a:b]  # top-level ME groups (organizational parents)
-    for a, b in ti.slices[1:]:
-        torch.mul(rate[ti.parent[a:b]], cand[a:b], out=rate[a:b]).mul_(win[a:b])
-    return rate
 
 
 @torch.no_grad()
@@ -203,18 +111,16 @@ def expected_rates(model, points: int = DEFAULT_POINTS) -> torch.Tensor:
 
 @torch.no_grad()
 def _compute_expected_rates(model, points: int = DEFAULT_POINTS) -> torch.Tensor:
+    forest, factor = model.forest, model.correlation_factor
+    if factor is None or forest is None or not forest.levels:
+        # exact: without a correlation factor (or a tree) the features are independent
+        return independent_rates(candidate_probabilities(
+            model.firing_probabilities, model.mean_magnitudes, model.std_magnitudes), forest)
     p = model.firing_probabilities.detach().double().cpu().clamp(0.0, 1.0)
     a = positive_magnitude(model.mean_magnitudes.detach().cpu(), model.std_magnitudes.detach().cpu())
     rate = p * a  # exact for every feature without a parent
-    forest = model.forest
-    if forest is None or not forest.levels:
-        return rate
-    ti = _TreeIndex.of(forest)
+    ti = forest.index
     nodes = ti.nodes
-    factor = model.correlation_factor
-    if factor is None:
-        rate[nodes] = _chain_rates(rate[nodes].unsqueeze(1), ti)[:, 0]
-        return rate
     f = factor.detach().double().cpu()[nodes]
     diag = model.correlation_diag
     diag = (1 - (f * f).sum(1)) if diag is None else diag.detach().double().cpu()[nodes]
@@ -236,7 +142,7 @@ def _compute_expected_rates(model, points: int = DEFAULT_POINTS) -> torch.Tensor
         z = torch.addmm(t32, f32, e.T, alpha=-1).mul_(inv_s).clamp_(-_T_CLAMP, _T_CLAMP)
         pf = torch.special.erfc(z.mul_(1 / _SQRT2)).mul_(0.5)  # [n_tree, M]
         acc["marg"] += pf.sum(1, dtype=torch.float64)
-        acc["total"] += _chain_rates(pf.mul_(a32), ti).sum(1, dtype=torch.float64)
+        acc["total"] += chain_rates(pf.mul_(a32), ti).sum(1, dtype=torch.float64)
 
     accs = run_phases([(run, range(0, eps.shape[0], chunk))], workers_for(torch.device("cpu")),
                       lambda: {"marg": torch.zeros_like(pn), "total": torch.zeros_like(pn)})

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 import torch
 
 from synthviz.errors import ConfigError
-from synthviz.stats.analytic import expected_rates, implied_phi  # noqa: F401  (re-exported)
+from synthviz.stats.analytic import expected_rates, implied_phi
+
+__all__ = ["MAX_FEATURES", "CooccurrenceAccumulator", "CooccurrenceStats", "cooccurrence_stats",
+           "implied_phi", "select_features"]
 
 MAX_FEATURES = 2048  # a K x K dense matrix per batch stays cheap below this
 

@@ -46,10 +46,8 @@ def forest_summary(forest: Forest, num_features: int | None = None) -> ForestSum
     tree = torch.full((forest.num_features,), -1, dtype=torch.long)
     if forest.roots:
         tree[torch.tensor(forest.roots)] = torch.arange(len(forest.roots))
-    parent = forest.parent
-    for level in forest.levels[1:]:
-        f = torch.tensor(level, dtype=torch.long)
-        tree[f] = tree[parent[f]]
+    for f, par in forest.index.parent_levels:
+        tree[f] = tree[par]
     in_tree = tree >= 0
     sizes = torch.bincount(tree[in_tree], minlength=len(forest.roots))
     kids = [len(c) for c in forest.children.values() if c]
@@ -100,30 +98,31 @@ def tree_table(forest: Forest, root: int, rates: torch.Tensor | None = None) -> 
 
 def _node_index(forest: Forest) -> dict:
     """hierarchy.json's nodes with ids: features keep their index, organizational nodes get
-    -2, -3, ... in file order (-1 stays "no parent"). Cached on the forest."""
-    cache = forest.__dict__.setdefault("_synthviz_stats", {})
-    if "node_index" not in cache:
-        kids: dict[int, list[int]] = {}
-        me: dict[int, bool] = {}
-        label: dict[int, object] = {}
-        count = 0
-        stack = [(nd, None) for nd in reversed(forest.org.nodes)]
-        while stack:
-            nd, par = stack.pop()
-            if nd["feature_index"] is None:
-                count += 1
-                nid = -1 - count
-            else:
-                nid = nd["feature_index"]
-            kids[nid] = []
-            if par is not None:
-                kids[par].append(nid)
-            feats = sum(k["feature_index"] is not None for k in nd["children"])
-            me[nid] = nd["mutually_exclusive_children"] and feats >= 2
-            label[nid] = nd["feature_id"]
-            stack.extend((k, nid) for k in reversed(nd["children"]))
-        cache["node_index"] = {"kids": kids, "me": me, "label": label}
-    return cache["node_index"]
+    -2, -3, ... in file order (-1 stays "no parent"). Kept in the forest's index."""
+    return forest.index.memo("node_index", lambda: _build_node_index(forest))
+
+
+def _build_node_index(forest: Forest) -> dict:
+    kids: dict[int, list[int]] = {}
+    me: dict[int, bool] = {}
+    label: dict[int, object] = {}
+    count = 0
+    stack = [(nd, None) for nd in reversed(forest.org.nodes)]
+    while stack:
+        nd, par = stack.pop()
+        if nd["feature_index"] is None:
+            count += 1
+            nid = -1 - count
+        else:
+            nid = nd["feature_index"]
+        kids[nid] = []
+        if par is not None:
+            kids[par].append(nid)
+        feats = sum(k["feature_index"] is not None for k in nd["children"])
+        me[nid] = nd["mutually_exclusive_children"] and feats >= 2
+        label[nid] = nd["feature_id"]
+        stack.extend((k, nid) for k in reversed(nd["children"]))
+    return {"kids": kids, "me": me, "label": label}
 
 
 def _org_tree_table(forest: Forest, root: int, rates) -> dict:

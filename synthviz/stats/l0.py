@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import torch
 
 from synthviz.errors import ConfigError
-from synthviz.stats.analytic import expected_l0, expected_rates  # noqa: F401  (re-exported)
+from synthviz.stats.analytic import expected_l0, expected_rates
+
+__all__ = ["L0Accumulator", "L0Stats", "expected_l0", "expected_rates", "hist_quantile"]
 
 
 @dataclass

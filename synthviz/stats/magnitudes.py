@@ -150,9 +150,7 @@ def _range_from_model(model) -> float:
     f = model.forest
     if f is not None:
         resc = f.child_rescale_mask
-        for level in f.levels[1:]:
-            c = torch.tensor(level, dtype=torch.long)
-            q = f.parent[c]
+        for c, q in f.index.parent_levels:
             scale = torch.where(resc[c] & (mu[q] > 0), hi[q] / mu[q].clamp(min=1e-300),
                                 torch.ones_like(hi[q]))
             hi[c] = hi[c] * scale

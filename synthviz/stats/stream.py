@@ -9,7 +9,7 @@ counted from 0 within the batch) and `result()`. Optional hooks:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 

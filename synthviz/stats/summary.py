@@ -17,7 +17,8 @@ from synthviz.stats.frequencies import FiringAccumulator
 from synthviz.stats.l0 import L0Accumulator
 from synthviz.stats.magnitudes import MagnitudeAccumulator
 from synthviz.stats.stream import collect
-from synthviz.stats.superposition import InterferenceAccumulator, superposition_stats
+from synthviz.stats.interference import InterferenceAccumulator
+from synthviz.stats.superposition import superposition_stats
 from synthviz.stats.validity import ValidityAccumulator
 
 BATCH = 4096

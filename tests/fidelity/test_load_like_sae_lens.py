@@ -261,13 +261,12 @@ def _subtree(f, r):
 
 
 def test_l0_solver_handles_organizational_nodes(pair):
-    from synthviz.l0_target import _Structure, estimate_l0, measure_l0
+    from synthviz.l0_target import estimate_l0, measure_l0
 
     ours, _, _ = pair
-    st = _Structure.of(ours.forest, ours.num_features)
     base = torch.linspace(0.5, 0.1, 14, dtype=torch.float64)
     exact = base * ours.forest.probability_correction(base)
-    assert torch.allclose(st.compensate(base), exact, rtol=1e-12)
+    assert torch.allclose(ours.forest.index.compensate(base), exact, rtol=1e-12)
     if ours.correlation_factor is None:  # the estimate is exact under independence
         est, _ = estimate_l0(ours)
         got = measure_l0(ours, SAMPLES, seed=2)
