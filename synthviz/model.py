@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -21,6 +20,7 @@ from synthviz.errors import ConfigError, Progress
 from synthviz.hierarchy import Forest, generate_forest
 from synthviz.model_files import save_model
 from synthviz.orthogonalize import orthogonalize
+from synthviz.provenance import Provenance
 from synthviz import sampling
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class SynthModel:
     correlation_factor: torch.Tensor | None = None  # [N, r]
     correlation_diag: torch.Tensor | None = None  # [N]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    notes: dict[str, Any] = field(default_factory=dict)  # e.g. clamped counts, provenance
+    provenance: Provenance = field(default_factory=Provenance)  # source, clamped counts...
     _tables: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ basic facts
@@ -135,7 +135,7 @@ class SynthModel:
         keep = {k: getattr(self, k) for k in (
             "cfg", "feature_vectors", "bias", "firing_probabilities", "mean_magnitudes",
             "std_magnitudes", "forest", "correlation_factor", "correlation_diag", "device")}
-        keep["notes"] = dict(self.notes)
+        keep["provenance"] = self.provenance  # immutable: shared
         keep.update(changes)
         return SynthModel(**keep)
 
@@ -281,9 +281,9 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "auto",
     if cfg.hierarchy is not None:
         forest = generate_forest(n, cfg.hierarchy, cfg.sub_seed(3))
     factor = diag = None
-    notes: dict[str, Any] = {}
+    rescaled = None
     if cfg.correlation is not None:
-        factor, diag, notes["correlation_rows_rescaled"] = make_correlation(
+        factor, diag, rescaled = make_correlation(
             n, cfg.correlation.rank, cfg.correlation.correlation_scale, cfg.sub_seed(4),
             dtype=cfg.torch_dtype)
     vectors, bias = make_dictionary(n, cfg.hidden_dim, cfg.bias, cfg.seed)
@@ -292,7 +292,7 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "auto",
         vectors = orthogonalize(vectors.to(dev), cfg.orthogonalization.effective_steps,
                                 cfg.orthogonalization.lr, progress=progress).cpu()
     base_p = cfg.firing_probability.generate(n, seed=cfg.sub_seed(0))
-    p, notes["probabilities_clamped"] = compensated_probabilities(
+    p, clamped = compensated_probabilities(
         base_p, forest, bool(cfg.hierarchy and cfg.hierarchy.compensate_probabilities))
     check_probabilities(p)
     std = magnitude_values(cfg.std_firing_magnitudes, n, cfg.sub_seed(1))
@@ -303,7 +303,8 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "auto",
         cfg=cfg, feature_vectors=vectors.float(), bias=bias.float(), firing_probabilities=p.to(dt),
         mean_magnitudes=mean.to(dt), std_magnitudes=std.to(dt), forest=forest,
         correlation_factor=None if factor is None else factor.to(dt),
-        correlation_diag=None if diag is None else diag.to(dt), device=dev, notes=notes)
+        correlation_diag=None if diag is None else diag.to(dt), device=dev,
+        provenance=Provenance(probabilities_clamped=clamped, correlation_rows_rescaled=rescaled))
     validate_rescale(model)
     return model
 
