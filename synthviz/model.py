@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -69,6 +71,13 @@ class SynthModel:
                                        self.correlation_diag, self.forest, self.device)
             self._tables[self.device] = tb
         return tb
+
+    def memoized(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """A value derived from this model's tensors, computed once per model (the tensors never
+        change; variations make new models). Other modules use it instead of `_tables`."""
+        if key not in self._tables:
+            self._tables[key] = compute()
+        return self._tables[key]
 
     def _gen(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
         if generator is not None:
@@ -223,9 +232,10 @@ def l0_upper_bound(model: SynthModel) -> float:
     Each feature fires at most at p times its parent's rate; an ME parent contributes at most
     its own rate in children. Used only to size memory, so a loose bound is fine.
     """
-    cached = model._tables.get("l0_bound")
-    if cached is not None:
-        return cached
+    return model.memoized("l0_bound", lambda: _l0_upper_bound(model))
+
+
+def _l0_upper_bound(model: SynthModel) -> float:
     p = model.firing_probabilities.detach().double().cpu()
     q = p.clone()
     f = model.forest
@@ -240,9 +250,7 @@ def l0_upper_bound(model: SynthModel) -> float:
             me = f.me_mask[par] if f.org is None else torch.zeros_like(par, dtype=torch.bool)
             over = me & (s[par] > q[par])
             q[idx] = torch.where(over, q[idx] * q[par] / s[par].clamp(min=1e-300), q[idx])
-    bound = float(q.sum())
-    model._tables["l0_bound"] = bound
-    return bound
+    return float(q.sum())
 
 
 def estimate_sample_bytes(model: SynthModel, batch_size: int, method: str = "sparse") -> int:
