@@ -389,7 +389,7 @@ FAMILIES = [
     ratio = half_stats["l0"].mean / base_stats["l0"].mean
     display(Markdown(
         f"L0: base **{base_stats['l0'].mean:.2f}**, rel-p-0.5 **{half_stats['l0'].mean:.2f}**: "
-        f"ratio **{ratio:.3f}** (k = 0.5). Features clamped to p = 1: {half.notes.get('probabilities_clamped', 0)}."))
+        f"ratio **{ratio:.3f}** (k = 0.5). Features clamped to p = 1: {half.provenance.probabilities_clamped or 0}."))
     assert abs(ratio - 0.5) < 0.04, ratio
     (plots.create_l0_plot(half_stats["l0"], base=base_stats["l0"]).opts(title="rel-p-0.5 against the base") +
      plots.create_frequency_plot(half_stats["firing"], base=base_stats["firing"])).cols(2)
@@ -440,7 +440,7 @@ FAMILIES = [
     A different shape: 256 roots with a random 2 to 6 children per parent, depth 3. Generation
     stops when the features run out, so the forest now covers all 16,384 features (the base leaves
     5,504 outside any tree), and compensating for random sibling counts pushes some child
-    probabilities to the clamp at 1 (reported in `notes`).
+    probabilities to the clamp at 1 (reported in `provenance`).
     """),
     code("""
     shape = Variation(roots=256, branching=(2, 6), depth=3).apply(base)
@@ -449,7 +449,7 @@ FAMILIES = [
     display(Markdown(
         f"Roots: base **{len(base.forest.roots)}**, new **{len(shape.forest.roots)}**; features in trees: "
         f"base **{base.forest.num_nodes:,}**, new **{shape.forest.num_nodes:,}**; clamped probabilities: "
-        f"**{shape.notes.get('probabilities_clamped', 0)}**. L0: base **{base_stats['l0'].mean:.2f}**, "
+        f"**{shape.provenance.probabilities_clamped or 0}**. L0: base **{base_stats['l0'].mean:.2f}**, "
         f"new **{shape_stats['l0'].mean:.2f}**; first-4096 L0 {base_stats['l0'].mean_first_k:.2f} against "
         f"{shape_stats['l0'].mean_first_k:.2f}."))
     assert len(shape.forest.roots) == 256 and shape.forest.num_nodes == shape.num_features

@@ -33,7 +33,7 @@ def build_cached(cfg: ModelConfig, device="auto", progress: Progress | None = No
     if folder.is_dir():
         try:
             model = load_folder(folder, device=device)
-            model.notes.update(source=f"cache:{folder.name}")
+            model.provenance = model.provenance.replace(source=f"cache:{folder.name}")
             return model
         except ModelFileError as exc:  # a damaged cache entry is rebuilt, not trusted
             log.warning("rebuilding damaged cache entry %s: %s", folder, exc)

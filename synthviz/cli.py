@@ -34,44 +34,35 @@ def _progress_bar(desc: str):
 
 
 def add_variation_args(p: argparse.ArgumentParser, seed_flag: str = "--seed") -> None:
-    """Flags for each variation family; `synthviz.variations` interprets them. `seed_flag` names
-    the model-seed flag (sae-eval keeps `--seed` for sampling, as `--model-seed`)."""
+    """One flag per setting of each registered variation family (`synthviz.variations.FAMILIES`),
+    which interprets them. `seed_flag` names the model-seed flag (sae-eval keeps `--seed` for
+    sampling, as `--model-seed`)."""
+    from synthviz.variations import FAMILIES
+
     g = p.add_argument_group("variation (applied on top of SOURCE)")
-    g.add_argument("--std", type=float, help="constant firing-magnitude std for every feature")
-    g.add_argument("--hidden-dim", type=int, help="new hidden dimension (new dictionary)")
-    g.add_argument("--num-features", type=int, help="keep the first N features")
-    g.add_argument("--rel-p", type=float, help="multiply base firing probabilities by k")
-    g.add_argument("--roots", type=int, help="hierarchy: number of root nodes")
-    g.add_argument("--branching", type=str, help="hierarchy: branching, e.g. 4 or 4-32")
-    g.add_argument("--depth", type=int, help="hierarchy: maximum depth")
-    g.add_argument("--me-portion", type=float, help="hierarchy: portion of ME parents")
-    g.add_argument("--me-min-depth", type=int, help="hierarchy: minimum ME depth")
-    g.add_argument("--me-max-depth", type=int, help="hierarchy: maximum ME depth")
-    g.add_argument("--no-compensate", action="store_true", help="hierarchy: no p compensation")
-    g.add_argument("--no-rescale", action="store_true", help="hierarchy: no child rescaling")
-    g.add_argument("--target-l0", type=float, help="solve p for this L0")
-    g.add_argument("--target-l0-first-k", type=float, help="and this L0 over the first K features")
-    g.add_argument("--first-k", type=int, default=4096, help="K for the first-K L0 (default 4096)")
-    g.add_argument(seed_flag, dest="seed", type=int,
-                   help="model seed (new dictionary and hierarchy)")
+    renamed = {"seed": seed_flag}
+    for fam in FAMILIES:
+        for s in fam.settings:
+            flag = renamed.get(s.name, s.cli_flag)
+            if s.switch:
+                g.add_argument(flag, dest=s.cli_dest, action="store_true", help=s.help)
+            else:
+                g.add_argument(flag, dest=s.cli_dest, type=s.parse, default=s.default,
+                               help=s.help)
 
 
 def variation_from_args(args: argparse.Namespace):
     """The Variation the CLI flags ask for, or None when no variation flag is given."""
-    from synthviz.variations import Variation
+    from synthviz.variations import FAMILIES, Variation
 
-    get = lambda name: getattr(args, name, None)  # noqa: E731
-    kw = dict(
-        seed=get("seed"), hidden_dim=get("hidden_dim"), num_features=get("num_features"),
-        roots=get("roots"), branching=get("branching"), depth=get("depth"),
-        me_portion=get("me_portion"), me_min_depth=get("me_min_depth"),
-        me_max_depth=get("me_max_depth"),
-        compensate=False if get("no_compensate") else None,
-        rescale=False if get("no_rescale") else None,
-        std=get("std"), target_l0=get("target_l0"), target_l0_first_k=get("target_l0_first_k"),
-        rel_p=get("rel_p"))
-    if get("first_k") is not None:
-        kw["first_k"] = get("first_k")
+    kw = {}
+    for fam in FAMILIES:
+        for s in fam.settings:
+            value = getattr(args, s.cli_dest, None)
+            if s.switch:
+                value = False if value else None
+            if value is not None:
+                kw[s.name] = value
     v = Variation(**kw)
     return None if v.is_identity() else v
 
@@ -83,19 +74,18 @@ def load_with_variation(args: argparse.Namespace):
     model = load(args.source, device=args.device, progress=progress)
     variation = variation_from_args(args)
     if variation is None or variation.is_identity():
-        return warn_notes(model)
-    return warn_notes(variation.apply(model, progress=progress))
+        return warn_provenance(model)
+    return warn_provenance(variation.apply(model, progress=progress))
 
 
-def warn_notes(model):
+def warn_provenance(model):
     """Show on stderr what building changed silently: clamped probabilities, rescaled rows."""
-    notes = getattr(model, "notes", {}) or {}
-    # rel_p re-clamps after scaling, so its count supersedes the build's
-    clamped = notes.get("rel_p_clamped", notes.get("probabilities_clamped")) or 0
+    prov = model.provenance
+    clamped = prov.clamped  # rel_p re-clamps after scaling, so its count supersedes the build's
     if clamped:
         print(f"synthviz: warning: {clamped} firing probabilities would exceed 1 after hierarchy "
               "compensation and were clamped to 1", file=sys.stderr)
-    rescaled = notes.get("correlation_rows_rescaled") or 0
+    rescaled = prov.correlation_rows_rescaled or 0
     if rescaled:
         print(f"synthviz: warning: {rescaled} correlation rows were rescaled so that every "
               "c_i >= 0.01; lower the correlation rank or scale to avoid it", file=sys.stderr)

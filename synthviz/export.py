@@ -159,47 +159,22 @@ def _hub_snippet(repo_id: str, path: str | None) -> str:
     return f'model = SyntheticModel.from_pretrained("{repo_id}")'
 
 
-def exact_preset(notes: dict[str, Any]) -> str | None:
-    """The preset a model is, from its provenance notes; None once anything varied it.
-
-    A variation copies its source's notes, so "preset" alone names where a model came from;
-    `load_preset` records the preset's own variation, and the model is that preset only while
-    its variation is still exactly that one.
-    """
-    preset = notes.get("preset")
-    if preset and notes.get("variation") == notes.get("preset_variation"):
-        return preset
-    return None
-
-
-def model_name(notes: dict[str, Any]) -> str:
-    """The model in words, from its provenance notes: a preset, or a source and its variation."""
-    preset = exact_preset(notes)
-    if preset:
-        return f"preset {preset}"
-    source = notes.get("base") or (f"preset {notes['preset']}" if notes.get("preset")
-                                   else notes.get("source") or "a SynthSAEBench-style model")
-    if notes.get("variation"):
-        return f"{source}, varied: {notes.get('variation_words') or notes['variation']}"
-    return str(source)
-
-
 def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any],
                check: ExportCheck | None = None) -> str:
-    notes = model.notes
-    preset = exact_preset(notes)
-    variation = notes.get("variation_words") or "none (the base model itself)"
-    base = notes.get("base") or (f"preset {preset}" if preset and not notes.get("variation")
-                                 else notes.get("source", "a SynthSAEBench-style model"))
-    name = model_name(notes)
+    prov = model.provenance
+    preset = prov.exact_preset()
+    variation = prov.variation_words or "none (the base model itself)"
+    base = prov.base or (f"preset {preset}" if preset and not prov.variation
+                         else prov.source or "a SynthSAEBench-style model")
+    name = prov.model_name()
     title = (f"SynthSAEBench preset: {preset}" if preset else
-             f"SynthSAEBench variation: {name}" if notes.get("variation") else
+             f"SynthSAEBench variation: {name}" if prov.variation else
              f"SynthSAEBench-style synthetic model: {name}")
     stats = dict(stats)
     sample_seed = stats.pop("seed", None)
     machine = {"num_features": model.num_features, "hidden_dim": model.hidden_dim,
                "model": name, "preset": preset, "base": base,
-               "variation": notes.get("variation"), "model_seed": cfg.seed,
+               "variation": prov.variation, "model_seed": cfg.seed,
                "sample_seed": sample_seed, **stats}
     if check is not None:
         machine["exact"] = check.exact
@@ -219,34 +194,33 @@ def model_card(model: SynthModel, cfg: ModelConfig, stats: dict[str, Any],
     else:
         how = "L0 was not measured (0 samples requested); rho_mm is exact over all pairs."
     extra = []
-    if notes.get("l0_target"):
-        r = notes["l0_target"]
+    if prov.l0_target:
+        r = prov.l0_target
         t = f"target L0 {r['target_l0']:g}"
         if r.get("target_first_k") is not None:
             t += f" and first-{r['first_k']} L0 {r['target_first_k']:g}"
         extra.append(f"- L0 targeting: {t}; solved generator {_gen_words(cfg.firing_probability)}; "
                      f"measured {r['achieved_l0']:.3f} / {r['achieved_first_k']:.3f} over "
                      f"{r['samples']:,} samples.")
-    for key, words in (("probabilities_clamped", "firing probabilities clamped to 1 by "
-                        "hierarchy compensation"),
-                       ("rel_p_clamped", "firing probabilities clamped to 1 after scaling")):
-        if notes.get(key):
-            extra.append(f"- {notes[key]} {words}.")
-    if notes.get("truncation_magnitude_max_diff"):
-        dd = notes["truncation_magnitude_max_diff"]
+    for count, words in ((prov.probabilities_clamped, "firing probabilities clamped to 1 by "
+                          "hierarchy compensation"),
+                         (prov.rel_p_clamped, "firing probabilities clamped to 1 after scaling")):
+        if count:
+            extra.append(f"- {count} {words}.")
+    if prov.truncation_std_max_diff or prov.truncation_mean_max_diff:
         extra.append(
             "- Truncation: the magnitudes are the ones this config regenerates, which differ "
-            f"from the base's first features by at most {dd['mean']:.3g} (mean) and "
-            f"{dd['std']:.3g} (std): a truncated linear ramp is not exactly a linear ramp in "
+            f"from the base's first features by at most {prov.truncation_mean_max_diff or 0:.3g} "
+            f"(mean) and {prov.truncation_std_max_diff or 0:.3g} (std): a truncated linear ramp is not exactly a linear ramp in "
             "float32, and torch's normal generator is not prefix-consistent for N % 16 != 0.")
-    if notes.get("truncation_probability_max_diff"):
+    if prov.truncation_probability_max_diff:
         extra.append(
             "- Truncation: the firing probabilities are the ones this config regenerates, "
             "compensated for the pruned hierarchy as sae_lens does; where the cut splits a group "
             "they differ from the full model's first features by up to "
-            f"{notes['truncation_probability_max_diff']:.3g}.")
-    if notes.get("config_firing_probability_approximate"):
-        extra.append("- " + notes["config_firing_probability_approximate"] + ".")
+            f"{prov.truncation_probability_max_diff:.3g}.")
+    if prov.config_firing_probability_approximate:
+        extra.append("- " + prov.config_firing_probability_approximate + ".")
     if check is None or check.exact:
         extra.append("- sae_lens regenerates the per-feature magnitudes and the firing "
                      "probabilities (compensated for the stored hierarchy) from the config, on "

@@ -127,9 +127,8 @@ def _sae_lens_view(model: SynthModel, cfg: ModelConfig) -> str:
 
 
 def _inexact_reason(model: SynthModel) -> str:
-    notes = model.notes
-    if notes.get("config_firing_probability_approximate"):
-        k = notes.get("rel_p")
+    if model.provenance.config_firing_probability_approximate:
+        k = model.provenance.rel_p
         return (f"relative p {k:g} pushes base probabilities above 1 (k x max_prob > 1), no "
                 "firing_probability generator says 'scaled, then clamped', and the config keeps "
                 "the unscaled one")

@@ -24,6 +24,7 @@ from synthviz.device import available_memory, resolve_device
 from synthviz.errors import ConfigError, HubError, ModelFileError
 from synthviz.hierarchy import Forest, generate_forest
 from synthviz.model import MIN_CORRELATION_DIAG, SynthModel, validate_rescale
+from synthviz.provenance import Provenance
 from synthviz.model_files import CONFIG_FILE, HIERARCHY_FILE, MODEL_FILES, WEIGHTS_FILE
 
 MAX_CONFIG_BYTES = 1 << 20  # a real config is about 1 KB
@@ -34,7 +35,8 @@ FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 # ---------------------------------------------------------------------------- loading
 
-def _read_json(path: Path, limit: int) -> Any:
+def read_json(path: Path, limit: int) -> Any:
+    """The JSON in `path`, refusing a file over `limit` bytes or that does not parse."""
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -60,7 +62,7 @@ SAFETENSORS_FLOAT = {"F32": torch.float32, "F64": torch.float64, "F16": torch.fl
                      "BF16": torch.bfloat16}
 
 
-def _safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+def safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     """{name: (dtype code, shape)} from the header alone, checking it against the file size."""
     try:
         size = path.stat().st_size
@@ -103,9 +105,9 @@ def _safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     return out
 
 
-def _read_safetensors(path: Path, names: set[str] | None = None) -> dict[str, torch.Tensor]:
+def read_safetensors(path: Path, names: set[str] | None = None) -> dict[str, torch.Tensor]:
     """The tensors (only `names` when given: extra tensors are left unread, as sae_lens ignores
-    them); call after `_safetensors_header` has vetted the header and sizes."""
+    them); call after `safetensors_header` has vetted the header and sizes."""
     try:
         out = {}
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -141,17 +143,18 @@ def _check_load_memory(path: Path, n: int, d: int) -> None:
                              f"{avail / 2**30:.1f} GiB is available")
 
 
-def _stored_notes(cfg: ModelConfig, p: torch.Tensor, forest: Forest | None,
-                  diag: torch.Tensor | None) -> dict[str, int]:
+def stored_provenance(label: str, cfg: ModelConfig, p: torch.Tensor, forest: Forest | None,
+                      diag: torch.Tensor | None) -> Provenance:
     """What a build would have reported, read back from the stored tensors, so a model loaded
     from a folder or the cache warns like a fresh build: a compensated child stored at p = 1 was
     clamped, and a correlation row at c_i = 0.01 (the floor) was rescaled."""
-    notes = {}
+    clamped = rescaled = None
     if forest is not None and cfg.compensates:
-        notes["probabilities_clamped"] = int(((p >= 1) & (forest.parent >= 0)).sum())
+        clamped = int(((p >= 1) & (forest.parent >= 0)).sum())
     if diag is not None:
-        notes["correlation_rows_rescaled"] = int((diag <= MIN_CORRELATION_DIAG * 1.0001).sum())
-    return notes
+        rescaled = int((diag <= MIN_CORRELATION_DIAG * 1.0001).sum())
+    return Provenance(source=label, probabilities_clamped=clamped,
+                      correlation_rows_rescaled=rescaled)
 
 
 def load_folder(folder: str | Path, device: str | torch.device = "auto",
@@ -166,14 +169,14 @@ def load_folder(folder: str | Path, device: str | torch.device = "auto",
             raise ModelFileError(f"{name}: not a regular file (in {label})")
         if not path.is_file() and name != HIERARCHY_FILE:
             raise ModelFileError(f"{name}: missing from {label}")
-    raw = _read_json(folder / CONFIG_FILE, MAX_CONFIG_BYTES)
+    raw = read_json(folder / CONFIG_FILE, MAX_CONFIG_BYTES)
     if not isinstance(raw, dict):
         raise ModelFileError(f"{CONFIG_FILE}: expected a JSON object")
     try:
         cfg = ModelConfig.from_dict(raw)
     except (ConfigError, TypeError) as exc:
         raise ModelFileError(f"{CONFIG_FILE}: {exc}") from None
-    header = _safetensors_header(folder / WEIGHTS_FILE)
+    header = safetensors_header(folder / WEIGHTS_FILE)
     n, d = cfg.num_features, cfg.hidden_dim
     expected = {"feature_vectors": (n, d), "bias": (d,), "firing_probabilities": (n,)}
     # sae_lens reads the copula when correlation_factor is present and ignores other tensors
@@ -193,7 +196,7 @@ def load_folder(folder: str | Path, device: str | torch.device = "auto",
         if got != shape:
             raise ModelFileError(f"{where} has shape {got}; expected {shape}")
     _check_load_memory(folder / WEIGHTS_FILE, n, d)
-    tensors = _read_safetensors(folder / WEIGHTS_FILE, set(expected))
+    tensors = read_safetensors(folder / WEIGHTS_FILE, set(expected))
     for name, shape in expected.items():
         _check_tensor(name, tensors[name], shape)
     p = tensors["firing_probabilities"]
@@ -203,7 +206,7 @@ def load_folder(folder: str | Path, device: str | torch.device = "auto",
         raise ModelFileError(f"{WEIGHTS_FILE}: correlation_diag must be positive")
     forest = None
     if (folder / HIERARCHY_FILE).is_file():
-        forest = Forest.from_dict(_read_json(folder / HIERARCHY_FILE, MAX_HIERARCHY_BYTES), n,
+        forest = Forest.from_dict(read_json(folder / HIERARCHY_FILE, MAX_HIERARCHY_BYTES), n,
                                   where=HIERARCHY_FILE)
     elif cfg.hierarchy is not None:
         # without hierarchy.json sae_lens generates the forest from the config and its seed
@@ -216,7 +219,7 @@ def load_folder(folder: str | Path, device: str | torch.device = "auto",
         std_magnitudes=magnitude_values(cfg.std_firing_magnitudes, n, cfg.sub_seed(1)).to(dt),
         forest=forest, correlation_factor=tensors.get("correlation_factor"),
         correlation_diag=tensors.get("correlation_diag"), device=resolve_device(device),
-        notes={"source": label, **_stored_notes(cfg, p, forest, tensors.get("correlation_diag"))})
+        provenance=stored_provenance(label, cfg, p, forest, tensors.get("correlation_diag")))
     try:
         validate_rescale(model)
     except ConfigError as exc:

@@ -13,7 +13,7 @@ exponent; linear: a ramp; random: the seeded uniforms). So the result is always 
    Zipfian exponent first and, when the targets are out of reach there, for nearby exponents.
 3. A check by sampling: the estimate is corrected by the measured/estimated ratio and re-solved
    until the measured L0s are within `tolerance` (or the rounds run out). The achieved values are
-   reported in `model.notes["l0_target"]`.
+   reported in `model.provenance.l0_target`.
 
 Solutions are cached on disk, keyed by everything that determines them.
 """
@@ -145,8 +145,7 @@ def with_generator(model: SynthModel, gen) -> SynthModel:
     base_p = gen.generate(cfg.num_features, seed=cfg.sub_seed(0))
     p, clamped = compensated_probabilities(base_p, model.forest, cfg.compensates)
     new = model.replace(cfg=cfg, firing_probabilities=p.to(model.firing_probabilities.dtype))
-    new.notes.pop("source", None)
-    new.notes["probabilities_clamped"] = clamped
+    new.provenance = new.provenance.derived(probabilities_clamped=clamped)
     return new
 
 
@@ -157,7 +156,7 @@ def solve_l0(model: SynthModel, target_l0: float, target_first_k: float | None =
     """`model` with firing probabilities solved for the target L0 (and first-K L0).
 
     Raises ConfigError naming the target and the reachable range when a target is out of reach.
-    `model.notes["l0_target"]` holds the targets, the generator and the measured L0s.
+    `model.provenance.l0_target` holds the targets, the generator and the measured L0s.
     """
     if target_l0 <= 0 or (target_first_k is not None and target_first_k <= 0):
         raise ConfigError("L0 targets must be positive")
@@ -177,7 +176,7 @@ def solve_l0(model: SynthModel, target_l0: float, target_first_k: float | None =
             saved = json.loads(cache_file.read_text())
             gen = FIRING_PROBABILITIES.parse(saved["generator"], "cached l0 solution")
             new = with_generator(model, gen)
-            new.notes["l0_target"] = saved["report"]
+            new.provenance = new.provenance.replace(l0_target=saved["report"])
             return new
         except (OSError, ValueError, KeyError, ConfigError) as exc:
             log.warning("ignoring a damaged L0 solution cache %s: %s", cache_file, exc)
@@ -218,7 +217,7 @@ def solve_l0(model: SynthModel, target_l0: float, target_first_k: float | None =
     }
     if err > tolerance:
         log.warning("L0 targeting: best relative error %.3f after %d rounds", err, used)
-    cand.notes["l0_target"] = report
+    cand.provenance = cand.provenance.replace(l0_target=report)
     if use_cache:
         try:
             write_cache_json(cache_file, {"generator": gen.to_dict(), "report": report})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from synthviz.errors import ConfigError, Progress
 from synthviz.hierarchy import Forest, generate_forest
 from synthviz.model_files import save_model
 from synthviz.orthogonalize import orthogonalize
+from synthviz.provenance import Provenance
 from synthviz import sampling
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ class SynthModel:
     correlation_factor: torch.Tensor | None = None  # [N, r]
     correlation_diag: torch.Tensor | None = None  # [N]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    notes: dict[str, Any] = field(default_factory=dict)  # e.g. clamped counts, provenance
+    provenance: Provenance = field(default_factory=Provenance)  # source, clamped counts...
     _tables: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ basic facts
@@ -69,6 +71,13 @@ class SynthModel:
                                        self.correlation_diag, self.forest, self.device)
             self._tables[self.device] = tb
         return tb
+
+    def memoized(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """A value derived from this model's tensors, computed once per model (the tensors never
+        change; variations make new models). Other modules use it instead of `_tables`."""
+        if key not in self._tables:
+            self._tables[key] = compute()
+        return self._tables[key]
 
     def _gen(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
         if generator is not None:
@@ -135,7 +144,7 @@ class SynthModel:
         keep = {k: getattr(self, k) for k in (
             "cfg", "feature_vectors", "bias", "firing_probabilities", "mean_magnitudes",
             "std_magnitudes", "forest", "correlation_factor", "correlation_diag", "device")}
-        keep["notes"] = dict(self.notes)
+        keep["provenance"] = self.provenance  # immutable: shared
         keep.update(changes)
         return SynthModel(**keep)
 
@@ -222,9 +231,10 @@ def l0_upper_bound(model: SynthModel) -> float:
     Each feature fires at most at p times its parent's rate; an ME parent contributes at most
     its own rate in children. Used only to size memory, so a loose bound is fine.
     """
-    cached = model._tables.get("l0_bound")
-    if cached is not None:
-        return cached
+    return model.memoized("l0_bound", lambda: _l0_upper_bound(model))
+
+
+def _l0_upper_bound(model: SynthModel) -> float:
     p = model.firing_probabilities.detach().double().cpu()
     q = p.clone()
     f = model.forest
@@ -239,9 +249,7 @@ def l0_upper_bound(model: SynthModel) -> float:
             me = f.me_mask[par] if f.org is None else torch.zeros_like(par, dtype=torch.bool)
             over = me & (s[par] > q[par])
             q[idx] = torch.where(over, q[idx] * q[par] / s[par].clamp(min=1e-300), q[idx])
-    bound = float(q.sum())
-    model._tables["l0_bound"] = bound
-    return bound
+    return float(q.sum())
 
 
 def estimate_sample_bytes(model: SynthModel, batch_size: int, method: str = "sparse") -> int:
@@ -280,9 +288,9 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "auto",
     if cfg.hierarchy is not None:
         forest = generate_forest(n, cfg.hierarchy, cfg.sub_seed(3))
     factor = diag = None
-    notes: dict[str, Any] = {}
+    rescaled = None
     if cfg.correlation is not None:
-        factor, diag, notes["correlation_rows_rescaled"] = make_correlation(
+        factor, diag, rescaled = make_correlation(
             n, cfg.correlation.rank, cfg.correlation.correlation_scale, cfg.sub_seed(4),
             dtype=cfg.torch_dtype)
     vectors, bias = make_dictionary(n, cfg.hidden_dim, cfg.bias, cfg.seed)
@@ -291,7 +299,7 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "auto",
         vectors = orthogonalize(vectors.to(dev), cfg.orthogonalization.effective_steps,
                                 cfg.orthogonalization.lr, progress=progress).cpu()
     base_p = cfg.firing_probability.generate(n, seed=cfg.sub_seed(0))
-    p, notes["probabilities_clamped"] = compensated_probabilities(base_p, forest, cfg.compensates)
+    p, clamped = compensated_probabilities(base_p, forest, cfg.compensates)
     check_probabilities(p)
     std = magnitude_values(cfg.std_firing_magnitudes, n, cfg.sub_seed(1))
     mean = magnitude_values(cfg.mean_firing_magnitudes, n, cfg.sub_seed(2))
@@ -301,7 +309,8 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "auto",
         cfg=cfg, feature_vectors=vectors.float(), bias=bias.float(), firing_probabilities=p.to(dt),
         mean_magnitudes=mean.to(dt), std_magnitudes=std.to(dt), forest=forest,
         correlation_factor=None if factor is None else factor.to(dt),
-        correlation_diag=None if diag is None else diag.to(dt), device=dev, notes=notes)
+        correlation_diag=None if diag is None else diag.to(dt), device=dev,
+        provenance=Provenance(probabilities_clamped=clamped, correlation_rows_rescaled=rescaled))
     validate_rescale(model)
     return model
 

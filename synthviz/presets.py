@@ -102,7 +102,7 @@ def _seed_specs() -> list[tuple[str, str, str, dict]]:
         out.append((f"rel-p-{k:g}", "relative-firing-probability",
                     f"Base firing probabilities (before hierarchy compensation) times {k:g}, "
                     "then compensated as the base is and clamped to 1 (the clamped count is in "
-                    f"the model's notes). L0 scales by about {k:g}.", dict(rel_p=k)))
+                    f"the model's provenance). L0 scales by about {k:g}.", dict(rel_p=k)))
     out.append(("hierarchy-128-128-me-1.0-l0-40-4kl0-25", "misc",
                 "128 roots with 128 children each, max depth 1 (the children already use every "
                 "feature, 128 + 127 x 128 = 16384, so the last root gets none and a larger depth "
@@ -181,7 +181,7 @@ def _base_model(device, progress):
     base = _BASE_MEMO.get(key)
     if base is None:
         base = build_cached(cfg, device=device, progress=progress)
-        base.notes["preset"] = "base"
+        base.provenance = base.provenance.replace(preset="base")
         _BASE_MEMO.clear()  # keep one: a second device's copy would double the memory
         _BASE_MEMO[key] = base
     return base.replace()
@@ -198,7 +198,8 @@ def load_preset(name: str, device="auto", progress: Callable | None = None):
     if preset.variation is None:
         return base
     model = preset.variation.apply(base, progress=progress)
-    model.notes["preset"] = name
-    model.notes["preset_variation"] = model.notes.get("variation")  # see export.exact_preset
+    # see Provenance.exact_preset
+    model.provenance = model.provenance.replace(preset=name,
+                                                preset_variation=model.provenance.variation)
     return model
 

@@ -28,7 +28,7 @@ def populate_hf_cache(cache: Path, repo_id: str, files_from: Path, subfolder: st
 def run_load(source: str, env_extra: dict) -> subprocess.CompletedProcess:
     code = ("import synthviz, sys\n"
             "m = synthviz.load(sys.argv[1], device='cpu')\n"
-            "print(m.num_features, m.hidden_dim, m.forest is not None, m.notes.get('source'))\n")
+            "print(m.num_features, m.hidden_dim, m.forest is not None, m.provenance.source)\n")
     env = {**os.environ, **env_extra}
     return subprocess.run([sys.executable, "-c", code, source], capture_output=True, text=True,
                           env=env, timeout=120)

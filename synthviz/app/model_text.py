@@ -44,15 +44,12 @@ def preset_note(name: str) -> str:
 
 def model_warnings(model) -> list[str]:
     """What a model's build noted that a user should know (also logged by the build)."""
-    notes = getattr(model, "notes", None) or {}
+    prov = model.provenance
     out = []
-    if notes.get("probabilities_clamped"):
-        out.append(f"hierarchy compensation clamped {int(notes['probabilities_clamped']):,} "
+    if prov.probabilities_clamped:
+        out.append(f"hierarchy compensation clamped {int(prov.probabilities_clamped):,} "
                    "feature probabilities to 1 (their rates are lower than compensation asked)")
-    if notes.get("correlation_rows_rescaled"):
-        out.append(f"correlation: {int(notes['correlation_rows_rescaled']):,} rows were rescaled "
+    if prov.correlation_rows_rescaled:
+        out.append(f"correlation: {int(prov.correlation_rows_rescaled):,} rows were rescaled "
                    "so that each feature keeps some independent variance")
-    for key, val in notes.items():
-        if key.startswith("warning") and val:
-            out.append(str(val))
     return out

@@ -179,7 +179,7 @@ class Store:
         base = self.source(source, device, progress)
         if variation is None or variation.is_identity():
             return ("model", source, str(device), None), base
-        key = ("model", source, str(device), variation_key(variation))
+        key = ("model", source, str(device), variation)  # a frozen, hashable value
         return key, self._once(self._models, key, lambda: variation.apply(base, progress=progress))
 
     # ------------------------------------------------------------------ statistics
@@ -336,20 +336,6 @@ def _load_stats(path):
         return None
 
 
-def variation_key(variation) -> tuple:
-    if dataclasses.is_dataclass(variation):
-        return tuple(sorted((k, _hashable(v)) for k, v in dataclasses.asdict(variation).items()))
-    return (repr(variation),)
-
-
-def _hashable(v):
-    if isinstance(v, (list, tuple)):
-        return tuple(_hashable(x) for x in v)
-    if isinstance(v, dict):
-        return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
-    return v
-
-
 def cooccurrence_features(model, settings: SampleSettings):
     from synthviz.stats.cooccurrence import select_features
     how = settings.cooc_how
@@ -363,22 +349,13 @@ def cooccurrence_features(model, settings: SampleSettings):
     return select_features(model, how="top", k=settings.cooc_k)
 
 
-def _optional(module: str, name: str, errors: dict[str, str], key: str):
-    """A statistics class that may not exist in this version; a missing one costs one plot."""
-    try:
-        mod = __import__(f"synthviz.stats.{module}", fromlist=[name])
-        return getattr(mod, name)
-    except (ImportError, AttributeError) as exc:
-        errors[key] = f"not available ({exc})"
-        return None
-
-
 def compute_sample_stats(model, settings: SampleSettings, progress: Progress | None = None
                          ) -> SampleStats:
     """The fast pass: sample once and feed every sampled statistic from the same batches."""
     from synthviz.stats.cooccurrence import CooccurrenceAccumulator
     from synthviz.stats.frequencies import firing_stats
     from synthviz.stats.l0 import L0Accumulator
+    from synthviz.stats.magnitudes import MagnitudeAccumulator
     from synthviz.stats.stream import collect
 
     errors: dict[str, str] = {}
@@ -387,12 +364,10 @@ def compute_sample_stats(model, settings: SampleSettings, progress: Progress | N
         "counts": _Counts(model.num_features),
         "validity": _Validity(model.forest, model.num_features),
     }
-    cls = _optional("magnitudes", "MagnitudeAccumulator", errors, "magnitudes")
-    if cls is not None:
-        try:
-            accs["magnitudes"] = cls(model.forest)
-        except Exception as exc:  # one statistic failing must not cost the other plots
-            errors["magnitudes"] = str(exc)
+    try:
+        accs["magnitudes"] = MagnitudeAccumulator(model.forest)
+    except Exception as exc:  # one statistic failing must not cost the other plots
+        errors["magnitudes"] = str(exc)
     try:
         accs["cooccurrence"] = CooccurrenceAccumulator(cooccurrence_features(model, settings))
     except Exception as exc:  # e.g. a bad feature list: the message goes in that plot
@@ -417,6 +392,7 @@ def compute_analytic_stats(model, settings: SampleSettings, sample: SampleStats,
     from synthviz.stats.frequencies import firing_stats
     from synthviz.stats.l0 import expected_l0, expected_rates
     from synthviz.stats.stream import collect
+    from synthviz.stats.superposition import InterferenceAccumulator
 
     errors: dict[str, str] = {}
     t0 = time.perf_counter()
@@ -427,16 +403,14 @@ def compute_analytic_stats(model, settings: SampleSettings, sample: SampleStats,
         exp = tuple(float(x) for x in expected_l0(model, first_k=settings.first_k))
     except Exception as exc:
         errors["expected"] = str(exc)
-    cls = _optional("superposition", "InterferenceAccumulator", errors, "interference")
-    if cls is not None:
-        try:
-            # readouts cost a [D] @ [D, N] product per sample: a few hundred samples give
-            # millions of readout errors, plenty for the histograms
-            n = min(INTERFERENCE_SAMPLES, settings.samples)
-            interference = collect(model, n, cls(model, max_samples=n), seed=settings.seed,
-                                   progress=progress)
-        except Exception as exc:
-            errors["interference"] = str(exc)
+    try:
+        # readouts cost a [D] @ [D, N] product per sample: a few hundred samples give
+        # millions of readout errors, plenty for the histograms
+        n = min(INTERFERENCE_SAMPLES, settings.samples)
+        interference = collect(model, n, InterferenceAccumulator(model, max_samples=n),
+                               seed=settings.seed, progress=progress)
+    except Exception as exc:
+        errors["interference"] = str(exc)
     return AnalyticStats(expected_l0=exp, firing=firing if firing is not None else sample.firing,
                          interference=interference, seconds=time.perf_counter() - t0,
                          errors=errors)

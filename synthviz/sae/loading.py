@@ -23,8 +23,8 @@ import torch
 
 from synthviz.device import resolve_device
 from synthviz.errors import ConfigError, HubError, SynthvizError
-from synthviz.io import (MAX_CONFIG_BYTES, SAFETENSORS_FLOAT, _read_json, _read_safetensors,
-                         _safetensors_header, download_from_hub, looks_like_path, parse_hub_id)
+from synthviz.io import (MAX_CONFIG_BYTES, SAFETENSORS_FLOAT, read_json, read_safetensors,
+                         safetensors_header, download_from_hub, looks_like_path, parse_hub_id)
 from synthviz.sae.weights import (CFG_FILE, NATIVE_ARCHITECTURES, SAE, SAE_LENS_ONLY,
                                   TRAINING_ARCHITECTURES, WEIGHTS_FILE, kind_of)
 
@@ -89,7 +89,7 @@ def load_sae_folder(folder: str | Path, device: str | torch.device = "cpu", *,
         if not (folder / name).is_file():
             raise SAEFileError(f"{label}: {name} is missing, so this is not an SAE folder")
     try:
-        cfg = _read_json(folder / CFG_FILE, MAX_CONFIG_BYTES)
+        cfg = read_json(folder / CFG_FILE, MAX_CONFIG_BYTES)
     except SynthvizError as exc:
         raise SAEFileError(f"{label}: {exc}") from None
     if not isinstance(cfg, dict):
@@ -140,7 +140,7 @@ def _load_native(folder: Path, cfg: dict[str, Any], arch: str, dev: torch.device
     d_in, d_sae = _int(cfg, "d_in", label), _int(cfg, "d_sae", label)
     path = folder / WEIGHTS_FILE
     try:
-        header = _safetensors_header(path)
+        header = safetensors_header(path)
     except SynthvizError as exc:
         raise SAEFileError(f"{label}: corrupt weights file: {exc}") from None
     expected: dict[str, tuple[int, ...]] = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,),
@@ -162,7 +162,7 @@ def _load_native(folder: Path, cfg: dict[str, Any], arch: str, dev: torch.device
             raise SAEFileError(f"{label}: {WEIGHTS_FILE} tensor '{name}' has shape {got}; "
                                f"expected {shape} from {CFG_FILE}")
     try:
-        t = _read_safetensors(path)
+        t = read_safetensors(path)
     except SynthvizError as exc:
         raise SAEFileError(f"{label}: corrupt weights file: {exc}") from None
     for name in expected:

@@ -290,7 +290,7 @@ def test_l0_targets_are_solved_on_organizational_forests(tmp_path):
     folder = sae_lens_folder(tmp_path / "m", dict(SMALL), HIERARCHIES["me-roots-and-nested"])
     model = synthviz.load(folder, device="cpu")
     solved = solve_l0(model, 2.0, None, first_k=4, use_cache=False, samples=20_000)
-    got = solved.notes["l0_target"]
+    got = solved.provenance.l0_target
     assert abs(got["achieved_l0"] - 2.0) < 0.01 * 2.0 + 4.5 * got["achieved_l0_se"], got
     # and sae_lens samples the solved model the same: its config regenerates the probabilities
     theirs = SyntheticModel.load_from_disk(solved.save(tmp_path / "solved"))

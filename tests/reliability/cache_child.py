@@ -39,7 +39,7 @@ def fill(kind: str) -> dict:
         from synthviz.builds import build_cached
         m = build_cached(cfg, device="cpu")
         return {"digest": digest(m.feature_vectors, m.bias, m.firing_probabilities,
-                                 m.correlation_factor), "source": m.notes.get("source")}
+                                 m.correlation_factor), "source": m.provenance.source}
     if kind == "dictionary":
         from synthviz.builds import build_dictionary
         return {"digest": digest(*build_dictionary(cfg, 300, 24, device="cpu"))}

@@ -5,7 +5,7 @@ words; the model loaded before is bit-for-bit unchanged) and, where the CLI has 
 through `synthviz stats` and `synthviz export --force` onto an earlier export (one
 'synthviz: error:' line, non-zero exit, no traceback; the earlier export's bytes unchanged).
 Settings that are repaired rather than refused (probabilities clamped to 1, correlation rows
-rescaled) must report their count through `model.notes` and a CLI warning line.
+rescaled) must report their count through `model.provenance` and a CLI warning line.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def rescaling_config(seed: int = 11):
 
 def test_clamped_probabilities_are_counted():
     m = build_model(clamping_config(), device="cpu")
-    n = m.notes["probabilities_clamped"]
+    n = m.provenance.probabilities_clamped
     base_p = m.cfg.firing_probability.generate(m.num_features)
     expected = int(((m.firing_probabilities >= 1) & (base_p < 1)).sum())
     assert n == expected and n > 0
@@ -222,7 +222,7 @@ def test_clamped_probabilities_are_counted():
 
 def test_rescaled_correlation_rows_are_counted():
     m = build_model(rescaling_config(), device="cpu")
-    n = m.notes["correlation_rows_rescaled"]
+    n = m.provenance.correlation_rows_rescaled
     sq = (m.correlation_factor.double() ** 2).sum(1)
     at_floor = int((m.correlation_diag <= MIN_CORRELATION_DIAG * 1.0001).sum())
     assert n == at_floor and n > 0
@@ -234,10 +234,10 @@ def test_repairs_survive_save_and_load_and_reach_the_cli(kind, tmp_path):
     cfg = clamping_config() if kind == "clamped" else rescaling_config()
     built = build_model(cfg, device="cpu")
     key = "probabilities_clamped" if kind == "clamped" else "correlation_rows_rescaled"
-    count = built.notes[key]
+    count = getattr(built.provenance, key)
     assert count > 0
     built.save(tmp_path / "m")
-    assert synthviz.load(tmp_path / "m", device="cpu").notes[key] == count
+    assert getattr(synthviz.load(tmp_path / "m", device="cpu").provenance, key) == count
     res = cli_fork(["stats", str(tmp_path / "m"), "--samples", "20", "--device", "cpu"])
     assert res.returncode == 0, res.stderr
     warnings = [ln for ln in res.stderr.splitlines() if ln.startswith("synthviz: warning:")]
@@ -248,8 +248,8 @@ def test_repairs_survive_save_and_load_and_reach_the_cli(kind, tmp_path):
 
 def test_no_warning_when_nothing_was_repaired(tiny_model_folder):
     m = synthviz.load(tiny_model_folder, device="cpu")
-    assert m.notes.get("probabilities_clamped", 0) == 0
-    assert m.notes.get("correlation_rows_rescaled", 0) == 0
+    assert (m.provenance.probabilities_clamped or 0) == 0
+    assert (m.provenance.correlation_rows_rescaled or 0) == 0
     res = cli_fork(["stats", str(tiny_model_folder), "--samples", "20", "--device", "cpu"])
     assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
 
@@ -261,7 +261,7 @@ def test_rel_p_clamping_is_counted_in_api_and_cli(loaded_model, tiny_model_folde
     before = model_snapshot(loaded_model)
     m = Variation(rel_p=8.0).apply(loaded_model)
     assert_model_unchanged(loaded_model, before)
-    n = m.notes["rel_p_clamped"]
+    n = m.provenance.rel_p_clamped
     assert n > 0 and float(m.firing_probabilities.max()) <= 1.0
     assert n == int((m.firing_probabilities >= 1).sum())
     res = cli_fork(["stats", str(tiny_model_folder), "--samples", "20", "--device", "cpu",

@@ -141,7 +141,7 @@ def test_truncation_cutting_an_me_group_is_what_sae_lens_regenerates(correlated)
     n = _me_cut(correlated)
     cut = Variation(num_features=n).apply(correlated)
     # sae_lens recompensates for the pruned forest: the full model's prefix differs there
-    assert cut.notes["truncation_probability_max_diff"] > 1e-3
+    assert cut.provenance.truncation_probability_max_diff > 1e-3
     kept = sorted(cut.forest.children[cut.forest.parent[n - 1].item()])
     assert float((cut.firing_probabilities[kept] - correlated.firing_probabilities[kept]).abs()
                  .min()) > 1e-3
@@ -185,7 +185,7 @@ def test_rel_p_above_saturation_of_a_constant_generator_is_exact(tmp_path, one_t
         "generator_name": "constant", "probability": 0.3}))
     assert model.cfg.firing_probability.to_dict() == {"generator_name": "constant",
                                                       "probability": 1.0}
-    assert model.notes["rel_p_clamped"] >= N  # every 0.3 x 4 was clamped
+    assert model.provenance.rel_p_clamped >= N  # every 0.3 x 4 was clamped
     assert export_check(model).exact
     _assert_sae_lens_samples_it(model, export_model(model, tmp_path / "m", samples=0))
 

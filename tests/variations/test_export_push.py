@@ -50,7 +50,7 @@ def _card_stats(folder: Path) -> dict:
 @pytest.fixture(scope="module")
 def exported(small_model, tmp_path_factory):
     model = Variation(rel_p=0.5, std=0.2).apply(small_model)
-    model.notes["preset"] = "small-test"
+    model.provenance = model.provenance.replace(preset="small-test")
     return model, export_model(model, tmp_path_factory.mktemp("exp") / "m", samples=3000)
 
 
@@ -219,7 +219,7 @@ def test_card_names_the_exported_model_and_both_seeds(small_model, tmp_path, mon
     from synthviz.cli import main
 
     base = small_model.replace()
-    base.notes["preset"] = "base"
+    base.provenance = base.provenance.replace(preset="base")
     monkeypatch.setattr(presets, "_base_model", lambda device, progress: base.replace())
     monkeypatch.setitem(presets.PRESETS, "hierarchy-128-2-6l-me-1.0-l0-34-4kl0-25", presets.Preset(
         "hierarchy-128-2-6l-me-1.0-l0-34-4kl0-25", "misc", "stand-in",

@@ -45,7 +45,7 @@ def test_expected_l0_is_close_to_sampled(small_model):
 @pytest.mark.parametrize("target, target_k", [(12.0, 8.0), (5.0, None), (20.0, 6.0)])
 def test_solved_model_hits_the_targets(small_model, target, target_k):
     model = solve_l0(small_model, target, target_k, first_k=512, use_cache=False)
-    rep = model.notes["l0_target"]
+    rep = model.provenance.l0_target
     assert rep["target_l0"] == target and rep["target_first_k"] == target_k
     assert rep["relative_error"] <= 0.015
     m = measure_l0(model, CHECK_SAMPLES, first_k=512, seed=CHECK_SEED)
@@ -71,7 +71,7 @@ def test_solutions_are_cached(small_model, tmp_path, monkeypatch):
     monkeypatch.setattr(lt, "solve_analytic", boom)
     again = Variation(target_l0=9.0, target_l0_first_k=6.0, first_k=512).apply(small_model)
     assert torch.equal(first.firing_probabilities, again.firing_probabilities)
-    assert first.notes["l0_target"] == again.notes["l0_target"]
+    assert first.provenance.l0_target == again.provenance.l0_target
     # a new sampler (other samples for the same seed) is a cache miss: the solution is redone
     monkeypatch.setattr("synthviz.sampling.SAMPLER_VERSION", 10**6)
     with pytest.raises(AssertionError, match="solved again"):

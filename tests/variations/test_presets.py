@@ -279,7 +279,7 @@ def test_relative_probability_scales_l0(k, export_root):
     model, _, stats = _export(f"rel-p-{k:g}", export_root)
     assert abs(stats["l0"] / base_stats["l0"] / k - 1) < 0.08
     assert abs(stats["l0_first_k"] / base_stats["l0_first_k"] / k - 1) < 0.08
-    assert isinstance(model.notes["rel_p_clamped"], int)
+    assert isinstance(model.provenance.rel_p_clamped, int)
     _assert_same(model, base, "feature_vectors", "forest")
     base_p = base.cfg.firing_probability.generate(16384)
     torch.testing.assert_close(model.cfg.firing_probability.generate(16384), base_p * k,
@@ -310,7 +310,7 @@ def test_misc_presets_hit_the_targets_in_their_names(name, export_root):
         assert f.max_depth == int(depth)
     eligible = [q for lvl in f.levels for q in lvl if len(f.children.get(q, [])) >= 2]
     assert len(f.me) == int(len(eligible) * float(me))
-    rep = model.notes["l0_target"]
+    rep = model.provenance.l0_target
     assert rep["target_l0"] == float(l0) and rep["target_first_k"] == float(l0k)
 
 
@@ -329,5 +329,5 @@ def test_composed_16k_variation_equals_its_parts_in_sequence():
     assert composed.forest == sequential.forest
     assert composed.feature_vectors.shape == (16384, 512)
     assert torch.equal(composed.std_magnitudes, torch.zeros(16384))
-    assert composed.notes["variation"] == sequential.notes["variation"] == {
+    assert composed.provenance.variation == sequential.provenance.variation == {
         "hidden_dim": 512, "std": 0.0, "rel_p": 0.5}

@@ -164,7 +164,7 @@ def test_rel_p_equals_sae_lens_and_reports_clamping(small_model):
     torch.testing.assert_close(ours.firing_probabilities,
                                theirs.activation_generator.firing_probabilities, atol=0, rtol=1e-6)
     # compensation ratios are unchanged by k, so the same children clamp as in the source
-    assert ours.notes["rel_p_clamped"] == small_model.notes["probabilities_clamped"] > 0
+    assert ours.provenance.rel_p_clamped == small_model.provenance.probabilities_clamped > 0
     assert ours.feature_vectors is small_model.feature_vectors
     assert ours.forest is small_model.forest
     # k = 3 pushes max_prob past 1: clamped, counted, and the config note says so
@@ -174,8 +174,8 @@ def test_rel_p_equals_sae_lens_and_reports_clamping(small_model):
     scaled = (base_p * 3).clamp(max=1)
     corrected = scaled * small_model.forest.probability_correction(scaled)
     expected = int((base_p * 3 > 1).sum()) + int(((corrected >= 1) & (scaled < 1)).sum())
-    assert big.notes["rel_p_clamped"] == expected and int((base_p * 3 > 1).sum()) > 0
-    assert "config_firing_probability_approximate" in big.notes
+    assert big.provenance.rel_p_clamped == expected and int((base_p * 3 > 1).sum()) > 0
+    assert big.provenance.config_firing_probability_approximate
 
 
 def test_std_is_constant_and_shares_the_rest(small_model):
@@ -199,7 +199,7 @@ def test_truncation_keeps_a_prefix_of_everything(small_model, n, tmp_path):
     from synthviz.model import regenerated_probabilities
     assert torch.equal(ours.firing_probabilities,
                        regenerated_probabilities(ours.cfg, ours.forest))
-    if "truncation_probability_max_diff" not in ours.notes:
+    if ours.provenance.truncation_probability_max_diff is None:
         assert _same_storage(ours.firing_probabilities, small_model.firing_probabilities)
     f, g = ours.forest, small_model.forest
     assert all(c < n for kids in f.children.values() for c in kids)
@@ -218,7 +218,7 @@ def test_truncation_keeps_a_prefix_of_everything(small_model, n, tmp_path):
         assert _same_storage(ours.std_magnitudes, small_model.std_magnitudes)
     else:
         assert torch.equal(ours.std_magnitudes[:n - 16], small_model.std_magnitudes[:n - 16])
-        assert ours.notes["truncation_magnitude_max_diff"]["std"] > 0
+        assert ours.provenance.truncation_std_max_diff > 0
     # whatever the case, sae_lens regenerates exactly these magnitudes from the exported config
     from synthviz.export import export_model
 
@@ -233,11 +233,11 @@ def test_truncation_keeps_a_prefix_of_everything(small_model, n, tmp_path):
 
 
 def test_identity_parts_leave_the_source_untouched(small_model):
-    before = dict(small_model.notes)
+    before = small_model.provenance
     same = Variation(hidden_dim=64, num_features=2048).apply(small_model)
-    assert small_model.notes == before
+    assert small_model.provenance is before
     assert same is not small_model and same.feature_vectors is small_model.feature_vectors
-    assert same.notes["variation"] == {"hidden_dim": 64, "num_features": 2048}
+    assert same.provenance.variation == {"hidden_dim": 64, "num_features": 2048}
 
 
 # ------------------------------------------------------------------------------ composition
@@ -254,7 +254,7 @@ def test_composed_variation_equals_its_parts_in_sequence(small_model, v):
     assert len(parts) >= 4
     sequential = functools.reduce(lambda m, part: part.apply(m), parts, small_model)
     _assert_same_model(composed, sequential)
-    assert composed.notes["variation"] == sequential.notes["variation"] == v.to_dict()
+    assert composed.provenance.variation == sequential.provenance.variation == v.to_dict()
 
 
 def test_std_and_rel_p_commute(small_model):
