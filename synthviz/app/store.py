@@ -95,37 +95,18 @@ class AnalyticStats:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-class _Counts:
-    """Per-feature active counts (FiringAccumulator without `bind`, which would compute the
-    analytic expected rates inside the fast pass)."""
+class _Unbound:
+    """Feeds a stats accumulator without `collect` binding it: `FiringAccumulator.bind` would
+    compute the analytic expected rates inside the fast pass (they are computed beside it)."""
 
-    def __init__(self, n: int):
-        self.counts = torch.zeros(n, dtype=torch.int64)
-        self.samples = 0
-
-    def update(self, rows, cols, values, batch_size):
-        self.counts += torch.bincount(cols, minlength=self.counts.numel()).cpu()
-        self.samples += batch_size
-
-    def result(self):
-        return self.counts, self.samples
-
-
-class _Validity:
-    """Adapter: feeds `validity_counts` from the same batches as the accumulators."""
-
-    def __init__(self, forest, n: int):
-        self.forest, self.n = forest, n
-        self.me = self.orphans = 0
+    def __init__(self, acc):
+        self.acc = acc
 
     def update(self, rows, cols, values, batch_size):
-        from synthviz.stats.validity import validity_counts
-        a, b = validity_counts(self.forest, rows, cols, self.n)
-        self.me += a
-        self.orphans += b
+        self.acc.update(rows, cols, values, batch_size)
 
     def result(self):
-        return self.me, self.orphans
+        return self.acc
 
 
 class Store:
@@ -377,15 +358,16 @@ def compute_sample_stats(model, settings: SampleSettings, progress: Progress | N
                          ) -> SampleStats:
     """The fast pass: sample once and feed every sampled statistic from the same batches."""
     from synthviz.stats.cooccurrence import CooccurrenceAccumulator
-    from synthviz.stats.frequencies import firing_stats
+    from synthviz.stats.frequencies import FiringAccumulator, firing_stats
     from synthviz.stats.l0 import L0Accumulator
     from synthviz.stats.stream import collect
+    from synthviz.stats.validity import ValidityAccumulator
 
     errors: dict[str, str] = {}
     accs = {
         "l0": L0Accumulator(first_k=settings.first_k),
-        "counts": _Counts(model.num_features),
-        "validity": _Validity(model.forest, model.num_features),
+        "counts": _Unbound(FiringAccumulator(model.num_features)),
+        "validity": ValidityAccumulator(model.forest, model.num_features),
     }
     cls = _optional("magnitudes", "MagnitudeAccumulator", errors, "magnitudes")
     if cls is not None:
@@ -402,11 +384,11 @@ def compute_sample_stats(model, settings: SampleSettings, progress: Progress | N
                       progress=progress)
     secs = time.perf_counter() - t0
     res = dict(zip(accs, results))
-    counts, n = res["counts"]
-    me, orph = res["validity"]
+    counts, n = res["counts"].counts, res["counts"].samples
+    valid = res["validity"]
     return SampleStats(l0=res["l0"], firing=firing_stats(counts, n, model.firing_probabilities),
                        cooccurrence=res.get("cooccurrence"), magnitudes=res.get("magnitudes"),
-                       me_violations=me, orphan_children=orph,
+                       me_violations=valid.me_violations, orphan_children=valid.orphan_children,
                        samples_per_s=settings.samples / max(secs, 1e-9), seconds=secs,
                        counts=counts, errors=errors)
 
