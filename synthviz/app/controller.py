@@ -62,9 +62,10 @@ def _stop_workers(timeout: float = 5.0) -> None:
             t.join(max(0.0, deadline - time.monotonic()))
 
 
-def _preset_names() -> list[str]:
+def preset_names() -> list[str]:
+    """The presets a model picker offers."""
     from synthviz.presets import PRESETS
-    return [CUSTOM, *PRESETS]
+    return list(PRESETS)
 
 
 class Controller(param.Parameterized):
@@ -73,7 +74,7 @@ class Controller(param.Parameterized):
     # -------------------------------------------------------------- the model
     source = param.String(default="base", doc="preset name, local model folder, or Hub id "
                           "owner/name[:subfolder]")
-    preset = param.Selector(default="base", objects=_preset_names(),
+    preset = param.Selector(default="base", objects=[CUSTOM, *preset_names()],
                             doc="choosing a preset sets the sliders")
     device = param.Selector(default="auto", objects=list(DEVICES))
     std_mode = param.Selector(default="base", objects=["base", "constant"],
@@ -158,6 +159,30 @@ class Controller(param.Parameterized):
     def _on_preset(self, event) -> None:
         if event.new != CUSTOM and not self._applying_preset:
             self._apply_preset(event.new)
+
+    def choose_model(self, text: str) -> None:
+        """The one model picker: a preset name applies that preset (its source with its
+        variation: the same cost and label however it is chosen, also when typed); anything else
+        is a source (a model folder or a Hub id) with the sliders' current variation."""
+        text = (text or "").strip()
+        if not text or text == CUSTOM:
+            return
+        if text in preset_names():
+            if self.preset == text:
+                self._apply_preset(text)  # chosen again: back to the preset's own settings
+            else:
+                self.preset = text
+            return
+        self._applying_preset = True  # a source is no preset: nothing to match or apply
+        try:
+            self.param.update(preset=CUSTOM)
+        finally:
+            self._applying_preset = False
+        self.source = text
+
+    def model_choice(self) -> str:
+        """What a model picker shows: the preset, or (once sliders differ from it) the source."""
+        return self.preset if self.preset != CUSTOM else self.source
 
     def _facts_or_defaults(self) -> dict[str, Any]:
         if self._source_facts is None:
@@ -384,9 +409,14 @@ class Controller(param.Parameterized):
         self.param.hidden_dim.bounds = (min(lo, d), max(hi, d))
 
     def _reset_to_source(self, values: dict[str, Any]) -> None:
+        from synthviz.app.variation_bridge import matching_preset
+        # the sliders take the loaded source's own values, which changes no variation: a preset
+        # chosen on this source is still that preset (base-v1's presets: rescale follows it)
+        preset = matching_preset({**self.settings(), **values}, self._facts_or_defaults(),
+                                 prefer=self.preset) or CUSTOM
         self._applying_preset = True
         try:
-            self.param.update(**values, preset=CUSTOM)
+            self.param.update(**values, preset=preset)
         finally:
             self._applying_preset = False
         self.request()

@@ -24,7 +24,7 @@ import panel as pn
 import param
 
 from synthviz.app.cards import CARD_CSS, CARDS, card_classes, card_html, card_values
-from synthviz.app.controller import URL_PARAMS, Controller
+from synthviz.app.controller import CUSTOM, URL_PARAMS, Controller, preset_names
 from synthviz.app.export_panel import ExportPanel, export_check_or_none
 from synthviz.app.model_text import describe_model, model_warnings, preset_note
 from synthviz.app.plot_tabs import TAB_VIEWS
@@ -34,6 +34,7 @@ from synthviz.fidelity import ExportCheck
 
 log = logging.getLogger(__name__)
 
+MODEL_LABEL = "model: a preset, a model folder, or a Hub id (owner/name[:subfolder])"
 SAMPLE_OPTIONS = [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144]
 
 class Explorer(pn.viewable.Viewer):
@@ -70,10 +71,12 @@ class Explorer(pn.viewable.Viewer):
         W = pn.widgets
         slider = dict(throttled=True, sizing_mode="stretch_width")
         self.w = w = {
-            "source": W.TextInput.from_param(
-                p.source, name="…or load a model folder or Hub id (owner/name)"),
-            "preset": W.Select.from_param(p.preset, name="model (preset; 'custom' once "
-                                          "sliders differ)"),
+            # one model picker: a preset name, a model folder or a Hub id, typed or chosen
+            "model": W.AutocompleteInput(
+                name=MODEL_LABEL, options=preset_names(), restrict=False, case_sensitive=False,
+                search_strategy="starts_with", min_characters=1,
+                value=self.controller.model_choice(),
+                placeholder="a preset, a model folder or owner/name", sizing_mode="stretch_width"),
             "device": W.Select.from_param(p.device),
             # primary + outline: the active choice is filled, the other outlined
             "std_mode": W.RadioButtonGroup.from_param(p.std_mode, color="primary",
@@ -115,6 +118,8 @@ class Explorer(pn.viewable.Viewer):
         for name, widget in w.items():
             widget.css_classes = [*widget.css_classes, f"sv-w-{name.replace('_', '-')}"]
         c = self.controller
+        w["model"].param.watch(self._on_pick, ["value"])
+        c.param.watch(lambda *_: self._dispatch(self._show_choice), ["preset", "source"])
         self._sample_options(c.samples)
         c.param.watch(lambda e: self._dispatch(partial(self._sample_options, e.new)), ["samples"])
         # widgets that only matter in one mode are disabled in the other
@@ -139,7 +144,7 @@ class Explorer(pn.viewable.Viewer):
 
         acc = dict(collapsed=True, sizing_mode="stretch_width", margin=(5, 0))
         self.sidebar = pn.Column(
-            pn.pane.Markdown("**Model**", margin=(5, 10, 0, 10)), w["preset"], w["source"],
+            pn.pane.Markdown("**Model**", margin=(5, 10, 0, 10)), w["model"],
             pn.pane.Markdown("**Magnitude std**", margin=(5, 10, 0, 10)), w["std_mode"], w["std"],
             w["rel_p"], w["num_features"], w["hidden_dim"], w["seed"],
             pn.Card(w["hierarchy_mode"], w["roots"], w["branching_random"], w["branching_min"],
@@ -154,6 +159,14 @@ class Explorer(pn.viewable.Viewer):
             w["compare_base"],
             sizing_mode="stretch_width",
         )
+
+    def _on_pick(self, event) -> None:
+        if event.new != self.controller.model_choice():
+            self.controller.choose_model(event.new or "")
+
+    def _show_choice(self) -> None:
+        """The picker shows the preset, or (once sliders differ from it) the source."""
+        self.w["model"].value = self.controller.model_choice()
 
     def _sample_options(self, n: int) -> None:
         """A sample count from a link or the API that is not a slider stop becomes one."""
@@ -220,9 +233,10 @@ class Explorer(pn.viewable.Viewer):
             seq = self._seq
         cards = card_values(res, res.settings["first_k"])  # in the worker thread when served
         words = describe_model(res.settings, self.controller._source_facts)
-        assumed = preset_note(self.controller.preset)
-        if assumed:
-            words = f"{words}. Preset {self.controller.preset}: {assumed}"
+        preset = self.controller.preset
+        if preset != CUSTOM:
+            assumed = preset_note(preset)
+            words = f"{words}. Preset {preset}" + (f": {assumed}" if assumed else "")
         warns = model_warnings(res.model)
         check = export_check_or_none(res.model)
         self._dispatch(partial(self._apply, res, cards, seq, words, warns, check))

@@ -295,3 +295,44 @@ def test_controller_renders_inline_like_in_a_notebook(small_source):
     explorer = Explorer(controller=c)
     assert explorer.cards["N"].object and "2,048" in explorer.cards["N"].object
     c.close()
+
+
+def test_one_model_picker_takes_presets_folders_and_hub_ids():
+    """`choose_model` is the picker: a v2/ or a v1 preset name applies that preset (its source
+    with its variation, whether chosen or typed), anything else is a source; `model_choice` is
+    what the picker shows."""
+    c = Controller(start=False)
+    c.choose_model("v2/d-512")
+    assert (c.preset, c.source, c.hidden_dim) == ("v2/d-512", "base", 512)
+    assert c.model_choice() == "v2/d-512"
+    c.choose_model(" d-512 ")  # v1: the same variation on base-v1
+    assert (c.preset, c.source, c.hidden_dim) == ("d-512", "base-v1", 512)
+    c.rel_p = 0.5  # sliders moved: no preset any more, the picker shows the source
+    assert c.preset == CUSTOM and c.model_choice() == "base-v1"
+    c.choose_model("d-512")  # chosen again: back to the preset's own settings
+    assert c.preset == "d-512" and c.rel_p == 1.0
+    c.choose_model("owner/name")
+    assert (c.preset, c.source, c.model_choice()) == (CUSTOM, "owner/name", "owner/name")
+    c.choose_model("")  # nothing typed: nothing changes
+    assert c.source == "owner/name"
+    # a preset typed as a source (e.g. from an old link) is that preset too
+    c.source = "v2/rel-p-0.5"
+    assert (c.preset, c.source, c.rel_p) == ("v2/rel-p-0.5", "base", 0.5)
+
+
+def test_a_v1_preset_stays_itself_once_its_source_has_loaded(monkeypatch):
+    """A v1 preset's source is base-v1 (rescale off): when it loads, the sliders follow its own
+    values, which changes no variation, so the preset is still named (it said "custom")."""
+    from synthviz.app.variation_bridge import base_facts
+    c = Controller(start=False)
+    monkeypatch.setattr(c, "request", lambda: None)
+    c.choose_model("rel-p-0.5")
+    facts = base_facts()
+    c._source_facts = {**facts, "hierarchy": {**facts["hierarchy"], "rescale": False}}
+    c._reset_to_source({"rescale": False})  # what the worker does once base-v1 has loaded
+    assert (c.preset, c.source, c.rescale, c.model_choice()) == \
+        ("rel-p-0.5", "base-v1", False, "rel-p-0.5")
+    c._reset_to_source({"rel_p": 0.25})  # a value that does change the variation
+    assert c.preset == "rel-p-0.25"
+    c._reset_to_source({"hidden_dim": 700})
+    assert c.preset == CUSTOM
