@@ -336,3 +336,31 @@ def test_a_v1_preset_stays_itself_once_its_source_has_loaded(monkeypatch):
     assert c.preset == "rel-p-0.25"
     c._reset_to_source({"hidden_dim": 700})
     assert c.preset == CUSTOM
+
+
+def test_status_times_are_this_runs_own(small_source):
+    """The status once read "took 5.6 s (sampling 7.6 s)": the sampling time was the cached
+    statistics' own `seconds`, from the run (maybe another session's) that computed them, not
+    the time this run spent. A run that finds them cached must not report their old time."""
+    import dataclasses
+    import re
+
+    c = ready(Controller(source=small_source, samples=1024, sample_seed=7))
+    try:
+        items = STORE._stats.items
+        keys = [k for k in items if k[0] == "stats" and k[2].seed == 7 and k[2].samples == 1024]
+        assert keys
+        for k in keys:  # as if another, slower run had computed them
+            items[k] = dataclasses.replace(items[k], seconds=100.0)
+        c.request()
+        ready(c)
+        assert "100" not in c.status, c.status
+        m = re.search(r"in ([\d.]+) s$", c.status) or re.search(r"took ([\d.]+) s \((.*)\)",
+                                                                c.status)
+        assert m, c.status
+        if m.re.pattern.startswith("took"):  # no part is longer than the whole
+            total = float(m.group(1))
+            parts = [float(x) for x in re.findall(r"([\d.]+) s", m.group(2))]
+            assert all(p <= total for p in parts), c.status
+    finally:
+        c.close()
