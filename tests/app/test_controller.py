@@ -364,3 +364,81 @@ def test_status_times_are_this_runs_own(small_source):
             assert all(p <= total for p in parts), c.status
     finally:
         c.close()
+
+
+# ------------------------------------------------------------------ single flight, with threads
+
+def _in_thread(fn):
+    import threading
+    out: dict = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            out["error"] = exc
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def test_single_flight_waiter_stops_when_its_own_request_moves_on():
+    """The stall: a second session waiting for the first one's computation waited on
+    `fut.result()` with no way out, however long that took and even after its own request was
+    superseded. Now it checks its own progress callback while waiting."""
+    import threading
+
+    from synthviz.app.store import Store
+    from synthviz.errors import Cancelled
+
+    store, started, release = Store(), threading.Event(), threading.Event()
+
+    def slow():
+        started.set()
+        release.wait(30)
+        return "value"
+    owner, _ = _in_thread(lambda: store._once(store._models, "k", slow))
+    assert started.wait(10)
+    superseded = threading.Event()
+
+    def progress(done, total):
+        if superseded.is_set():
+            raise Cancelled("sampling")
+    waiter, out = _in_thread(lambda: store._once(store._models, "k", lambda: "other", progress))
+    time.sleep(0.5)
+    assert waiter.is_alive()  # waits for the owner meanwhile
+    superseded.set()
+    waiter.join(5)
+    try:
+        assert not waiter.is_alive(), "the waiter still waits after its request moved on"
+        assert isinstance(out.get("error"), Cancelled)
+    finally:
+        release.set()
+        owner.join(10)
+    assert store._once(store._models, "k", lambda: "again") == "value"  # the owner's result
+
+
+def test_single_flight_waiter_computes_what_a_cancelled_owner_dropped():
+    """The first caller's session moved on (its computation raised Cancelled): a waiter that
+    still wants the value computes it, instead of failing with another session's cancellation."""
+    import threading
+
+    from synthviz.app.store import Store
+    from synthviz.errors import Cancelled
+
+    store, started, release = Store(), threading.Event(), threading.Event()
+
+    def cancelled():
+        started.set()
+        release.wait(30)
+        raise Cancelled("building")
+    owner, owner_out = _in_thread(lambda: store._once(store._models, "k", cancelled))
+    assert started.wait(10)
+    waiter, out = _in_thread(lambda: store._once(store._models, "k", lambda: "mine"))
+    time.sleep(0.5)
+    release.set()
+    owner.join(10)
+    waiter.join(10)
+    assert isinstance(owner_out.get("error"), Cancelled)  # the owner still hears its own
+    assert out == {"value": "mine"}, out
+    assert store._once(store._models, "k", lambda: "again") == "mine"

@@ -238,3 +238,38 @@ def test_page_says_what_a_reconstructed_preset_assumed():
     misc = [name for name, p in PRESETS.items() if p.family == "misc"]
     assert misc and all("Reconstruction" in preset_note(name) for name in misc)
     assert preset_note("custom") == ""
+
+
+def test_worker_updates_wait_until_the_session_is_live():
+    """Intermittent stall with two sessions opened together: results from the cache arrived
+    while Bokeh was still building the session, and a next-tick callback added from a worker
+    then can be lost. Updates from workers are held until the page has loaded, then applied
+    in order; from then on they go through next-tick callbacks."""
+    import threading
+
+    from synthviz.app.session import SessionLoop
+
+    class Doc:
+        session_context = True
+
+        def __init__(self):
+            self.callbacks = []
+
+        def add_next_tick_callback(self, cb):
+            self.callbacks.append(cb)
+
+    loop = SessionLoop()  # no served session here: set one up by hand, not yet live
+    loop.doc, loop._live, loop._held = Doc(), False, []
+    seen = []
+    workers = [threading.Thread(target=loop.dispatch, args=(lambda i=i: seen.append(i),))
+               for i in range(3)]
+    for t in workers:
+        t.start()
+        t.join()
+    assert loop.doc.callbacks == [] and seen == []  # nothing reaches Bokeh before it is live
+    loop._go_live()  # Panel's onload, on the session's loop
+    assert seen == [0, 1, 2]
+    t = threading.Thread(target=loop.dispatch, args=(lambda: seen.append(3),))
+    t.start()
+    t.join()
+    assert len(loop.doc.callbacks) == 1 and seen == [0, 1, 2]
