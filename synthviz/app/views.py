@@ -73,7 +73,7 @@ class Explorer(pn.viewable.Viewer):
         self.w = w = {
             # one model picker: a preset name, a model folder or a Hub id, typed or chosen
             "model": W.AutocompleteInput(
-                name=MODEL_LABEL, options=preset_names(), restrict=False, case_sensitive=False,
+                label=MODEL_LABEL, options=preset_names(), restrict=False, case_sensitive=False,
                 search_strategy="starts_with", min_characters=1,
                 value=self.controller.model_choice(),
                 placeholder="a preset, a model folder or owner/name", sizing_mode="stretch_width"),
