@@ -126,6 +126,11 @@ def main(argv=None) -> int:
                         "el => (el.shadowRoot || el).textContent")
                     or card(page, "rho_mm") == "…"):
                 page.wait_for_timeout(500)
+            def pick(page, name):  # the one model picker: type the preset, Enter
+                box = page.locator(".sv-w-model input").first
+                box.fill(name)
+                box.press("Enter")
+
             presets = ["rel-p-0.5", "rel-p-0.25", "rel-p-2.0", "std-0.1", "base"]
             kinds = [
                 ("relative p (L0 tab)", "L0", lambda i: key(page, "rel-p", "ArrowLeft"), False),
@@ -137,8 +142,7 @@ def main(argv=None) -> int:
                 ("compare to base on (L0 tab)", "L0",
                  lambda i: page.locator(".sv-w-compare-base button").first.click(), True),
                 ("preset sharing the base's dictionary (Frequencies tab)", "Frequencies",
-                 lambda i: page.locator(".sv-w-preset select").first.select_option(
-                     presets[i % len(presets)]), False),
+                 lambda i: pick(page, presets[i % len(presets)]), False),
             ]
             for name, tab, act, base in kinds:
                 load0 = os.getloadavg()[0]

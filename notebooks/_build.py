@@ -240,6 +240,28 @@ TOUR = [
     code("""
     plots.create_magnitude_plot(stats["magnitudes"])
     """),
+    md("""
+    ## Every plot the app draws, from one registry
+
+    The app's tabs and this notebook draw from the same list, `synthviz.plots.PLOTS`: each entry
+    is a name, the tab it appears on, and a pure function from a results snapshot to a plot.
+    `results_for` measures a model the way the app does (one sampling pass, then expected rates,
+    interference and the dictionary statistics). A new plot added to the registry shows up here
+    and in the app without further changes.
+    """),
+    code("""
+    from synthviz.app.results import results_for
+    from synthviz.app.store import SampleSettings
+    from synthviz.plots import PLOTS
+
+    res = results_for(model, SampleSettings(samples=N_SAMPLES, seed=SEED))
+    drawn = {spec.name: spec.create(res) for spec in PLOTS}
+    shown = {name: el for name, el in drawn.items() if el is not None}
+    print({tab: [s.name for s in PLOTS.for_tab(tab)] for tab in PLOTS.tabs()})
+    # every plot that does not need a base to compare with draws (the *_base ones need one)
+    assert set(shown) == {s.name for s in PLOTS if not s.name.endswith("_base")}, sorted(shown)
+    hv.Layout([el.opts(title=f"{PLOTS.get(name).tab}: {name}") for name, el in shown.items()]).cols(2)
+    """),
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -472,6 +494,24 @@ FAMILIES = [
         f"probability), active-magnitude std **{mixed_stats['magnitudes'].std:.3f}**."))
     assert mixed.num_features == 8192 and mixed_stats["magnitudes"].std < mb.std
     plots.create_l0_plot(mixed_stats["l0"], base=base_stats["l0"]).opts(title="the mix against the base")
+    """),
+    md("""
+    ## The same comparison with every plot the app draws
+
+    `synthviz.plots.PLOTS` is the list of plots the app's tabs show; given a base, each plot
+    draws the variation against it (here rel-p-0.5), as the app does with "compare to base".
+    """),
+    code("""
+    from synthviz.app.results import results_for
+    from synthviz.app.store import SampleSettings
+    from synthviz.plots import PLOTS
+
+    res = results_for(half, SampleSettings(samples=N_SAMPLES, seed=SEED), base=base)
+    drawn = {spec.name: spec.create(res) for spec in PLOTS}
+    assert all(el is not None for el in drawn.values()), [n for n, el in drawn.items() if el is None]
+    assert abs(res.stats.l0.mean / res.base_stats.l0.mean - 0.5) < 0.04
+    hv.Layout([el.opts(title=f"{PLOTS.get(name).tab}: {name}") for name, el in drawn.items()
+               if name in ("l0", "frequencies", "cooccurrence", "cooccurrence_base")]).cols(2)
     """),
 ]
 

@@ -6,7 +6,8 @@ the Panel views that show a controller's results.
     Explorer(controller=controller)   # in JupyterLab, renders the explorer inline
 """
 
-from synthviz.app.controller import Controller, Results
+from synthviz.app.controller import Controller
+from synthviz.app.results import Results
 from synthviz.app.store import STORE, Store
 from synthviz.app.views import Explorer, create_app
 

@@ -16,13 +16,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import param
 
 from synthviz.app.model_text import ready_status
-from synthviz.app.store import STORE, AnalyticStats, SampleSettings, SampleStats
+from synthviz.app.results import Results, sample_settings
+from synthviz.app.store import STORE
 from synthviz.device import DEVICES, release_free_memory
 from synthviz.errors import Cancelled, SynthvizError
 
@@ -62,55 +62,10 @@ def _stop_workers(timeout: float = 5.0) -> None:
             t.join(max(0.0, deadline - time.monotonic()))
 
 
-def _preset_names() -> list[str]:
+def preset_names() -> list[str]:
+    """The presets a model picker offers."""
     from synthviz.presets import PRESETS
-    return [CUSTOM, *PRESETS]
-
-
-@dataclass
-class Results:
-    """What the views draw: one consistent snapshot of a model and its statistics. A new
-    dictionary's superposition statistics (seconds to compute) are None until they arrive."""
-    settings: dict[str, Any]
-    model: Any
-    stats: SampleStats
-    analytic: AnalyticStats | None = None
-    superposition: Any = None
-    base_model: Any = None  # set when compare_base is on and the model is not the base itself
-    base_stats: SampleStats | None = None
-    base_analytic: AnalyticStats | None = None
-    base_superposition: Any = None
-    seconds: float = 0.0
-
-    @property
-    def firing(self):
-        return self.analytic.firing if self.analytic is not None else self.stats.firing
-
-    @property
-    def base_firing(self):
-        if self.base_stats is None:
-            return None
-        return self.base_analytic.firing if self.base_analytic is not None else \
-            self.base_stats.firing
-
-    @property
-    def expected_l0(self):
-        return None if self.analytic is None else self.analytic.expected_l0
-
-    @property
-    def complete(self) -> bool:
-        need = [self.analytic, self.superposition]
-        if self.base_model is not None:
-            need += [self.base_analytic, self.base_superposition]
-        return all(x is not None for x in need)
-
-    @property
-    def cards(self) -> dict[str, Any]:
-        s, m = self.stats, self.model
-        return {"N": m.num_features, "D": m.hidden_dim, "L0": s.l0.mean,
-                "first-K L0": s.l0.mean_first_k,
-                "rho_mm": None if self.superposition is None else float(self.superposition.rho_mm),
-                "ME violations": s.me_violations, "samples/s": s.samples_per_s}
+    return list(PRESETS)
 
 
 class Controller(param.Parameterized):
@@ -119,7 +74,7 @@ class Controller(param.Parameterized):
     # -------------------------------------------------------------- the model
     source = param.String(default="base", doc="preset name, local model folder, or Hub id "
                           "owner/name[:subfolder]")
-    preset = param.Selector(default="base", objects=_preset_names(),
+    preset = param.Selector(default="base", objects=[CUSTOM, *preset_names()],
                             doc="choosing a preset sets the sliders")
     device = param.Selector(default="auto", objects=list(DEVICES))
     std_mode = param.Selector(default="base", objects=["base", "constant"],
@@ -204,6 +159,30 @@ class Controller(param.Parameterized):
     def _on_preset(self, event) -> None:
         if event.new != CUSTOM and not self._applying_preset:
             self._apply_preset(event.new)
+
+    def choose_model(self, text: str) -> None:
+        """The one model picker: a preset name applies that preset (its source with its
+        variation: the same cost and label however it is chosen, also when typed); anything else
+        is a source (a model folder or a Hub id) with the sliders' current variation."""
+        text = (text or "").strip()
+        if not text or text == CUSTOM:
+            return
+        if text in preset_names():
+            if self.preset == text:
+                self._apply_preset(text)  # chosen again: back to the preset's own settings
+            else:
+                self.preset = text
+            return
+        self._applying_preset = True  # a source is no preset: nothing to match or apply
+        try:
+            self.param.update(preset=CUSTOM)
+        finally:
+            self._applying_preset = False
+        self.source = text
+
+    def model_choice(self) -> str:
+        """What a model picker shows: the preset, or (once sliders differ from it) the source."""
+        return self.preset if self.preset != CUSTOM else self.source
 
     def _facts_or_defaults(self) -> dict[str, Any]:
         if self._source_facts is None:
@@ -300,7 +279,7 @@ class Controller(param.Parameterized):
             new, run = self._pending, self._running
             return new is not None and run is not None and any(new[k] != run[k] for k in keys)
 
-    def _progress(self, stage: str, cancel_on: tuple[str, ...] = ()
+    def progress_callback(self, stage: str, cancel_on: tuple[str, ...] = ()
                   ) -> Callable[[int, int], None]:
         """A progress callback for long work; it raises `Cancelled` (stopping the work) once a
         newer request changes any setting in `cancel_on`, so a slider moved during a minute-long
@@ -330,7 +309,7 @@ class Controller(param.Parameterized):
                                     f"{snap['branching_max']}: lower min or raise max")
             t = time.perf_counter()
             src = STORE.source(snap["source"], snap["device"],
-                               self._progress("building base", ("source", "device")))
+                               self.progress_callback("building base", ("source", "device")))
             took["loading the source"] = time.perf_counter() - t
             facts = source_facts(src)
             self._source_facts = facts
@@ -346,7 +325,7 @@ class Controller(param.Parameterized):
             self.param.update(status="applying variation")
             t = time.perf_counter()
             key, model = STORE.model(snap["source"], snap["device"], variation,
-                                     self._progress("building", MODEL_PARAMS))
+                                     self.progress_callback("building", MODEL_PARAMS))
             took["applying the variation"] = time.perf_counter() - t
             if self._superseded():
                 return
@@ -360,21 +339,24 @@ class Controller(param.Parameterized):
                 warm = threading.Thread(target=_warm, args=(expected_rates, model), daemon=True,
                                         name="synthviz-rates")
                 warm.start()
+            t = time.perf_counter()
             stats = STORE.sample_stats(key, model, settings,
-                                       self._progress("sampling", SETTINGS))
+                                       self.progress_callback("sampling", SETTINGS))
+            # this run's own time: cached statistics keep the seconds of the run that made them
+            took["sampling"] = time.perf_counter() - t
             if warm is not None:
                 warm.join()
             base_key = base_model = base_stats = None
             if snap["compare_base"] and key[-1] is not None:
                 base_key, base_model = STORE.model(snap["source"], snap["device"], None)
                 base_stats = STORE.sample_stats(base_key, base_model, settings,
-                                                self._progress("sampling base", SETTINGS))
+                                                self.progress_callback("sampling base", SETTINGS))
             # expected rates and interference (about 0.3 s at 16k) join the first drawing, so
             # a cheap change redraws every plot once; only a new dictionary's superposition
             # statistics (seconds) follow in a second pass. A newer request skips what is left.
             self.param.update(status="expected rates and interference")
             analytic = STORE.analytic_stats(key, model, settings, stats,
-                                            self._progress("expected rates", SETTINGS))
+                                            self.progress_callback("expected rates", SETTINGS))
             base_analytic = None if base_model is None else STORE.analytic_stats(
                 base_key, base_model, settings, base_stats)
             if self._superseded():
@@ -387,11 +369,11 @@ class Controller(param.Parameterized):
                 else STORE.cached_superposition(base_model),
                 seconds=time.perf_counter() - t0)
             self.param.update(results=res, error="")
-            sup = self._progress("superposition", MODEL_PARAMS)
+            sup = self.progress_callback("superposition", MODEL_PARAMS)
             steps = [("superposition", "superposition statistics",
                       lambda: STORE.superposition(model, sup))]
             if base_model is not None:
-                base_sup = self._progress("superposition (base)", ("source", "device"))
+                base_sup = self.progress_callback("superposition (base)", ("source", "device"))
                 steps += [("base_superposition", "superposition statistics (base)",
                            lambda: STORE.superposition(base_model, base_sup))]
             for field_name, what, compute in steps:
@@ -403,7 +385,6 @@ class Controller(param.Parameterized):
                 res = dataclasses.replace(res, **{field_name: compute()},
                                           seconds=time.perf_counter() - t0)
                 self.param.update(results=res)
-            took["sampling"] = stats.seconds
             self.param.update(status=ready_status(model, settings.samples,
                                                   time.perf_counter() - t0, took))
         except Cancelled:
@@ -431,9 +412,14 @@ class Controller(param.Parameterized):
         self.param.hidden_dim.bounds = (min(lo, d), max(hi, d))
 
     def _reset_to_source(self, values: dict[str, Any]) -> None:
+        from synthviz.app.variation_bridge import matching_preset
+        # the sliders take the loaded source's own values, which changes no variation: a preset
+        # chosen on this source is still that preset (base-v1's presets: rescale follows it)
+        preset = matching_preset({**self.settings(), **values}, self._facts_or_defaults(),
+                                 prefer=self.preset) or CUSTOM
         self._applying_preset = True
         try:
-            self.param.update(**values, preset=CUSTOM)
+            self.param.update(**values, preset=preset)
         finally:
             self._applying_preset = False
         self.request()
@@ -444,22 +430,3 @@ def _warm(fn, *args) -> None:
         fn(*args)
     except Exception:  # reported where the result is used (AnalyticStats.errors)
         pass
-
-
-def parse_ids(text: str) -> tuple[int, ...]:
-    out = []
-    for part in text.replace(";", ",").replace(" ", ",").split(","):
-        if part.strip():
-            try:
-                out.append(int(part))
-            except ValueError:
-                raise SynthvizError(f"co-occurrence ids must be integers, got {part!r}") from None
-    return tuple(out)
-
-
-def sample_settings(snap: dict[str, Any]) -> SampleSettings:
-    return SampleSettings(samples=int(snap["samples"]), first_k=int(snap["first_k"]),
-                          seed=int(snap["sample_seed"]), cooc_how=snap["cooc_how"],
-                          cooc_k=int(snap["cooc_k"]), cooc_root=int(snap["cooc_root"]),
-                          cooc_ids=parse_ids(snap["cooc_ids"]) if snap["cooc_how"] == "list"
-                          else ())

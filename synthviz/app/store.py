@@ -14,21 +14,23 @@ wait for one computation instead of repeating it (single flight). Nothing here i
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from synthviz.app.stats_files import load_stats, save_stats, superposition_cache_file
+from synthviz.errors import Cancelled, Progress
+
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 INTERFERENCE_SAMPLES = 256  # 4M readout errors at 16k: smooth histograms, ~0.1 s
 COS_BINS = 400  # |cos| of a 16k dictionary lies below ~0.25: 100 bins over [0, 1] are too coarse
 
@@ -95,37 +97,35 @@ class AnalyticStats:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-class _Counts:
-    """Per-feature active counts (FiringAccumulator without `bind`, which would compute the
-    analytic expected rates inside the fast pass)."""
+class _Unbound:
+    """Feeds a stats accumulator without `collect` binding it: `FiringAccumulator.bind` would
+    compute the analytic expected rates inside the fast pass (they are computed beside it)."""
 
-    def __init__(self, n: int):
-        self.counts = torch.zeros(n, dtype=torch.int64)
-        self.samples = 0
-
-    def update(self, rows, cols, values, batch_size):
-        self.counts += torch.bincount(cols, minlength=self.counts.numel()).cpu()
-        self.samples += batch_size
-
-    def result(self):
-        return self.counts, self.samples
-
-
-class _Validity:
-    """Adapter: feeds `validity_counts` from the same batches as the accumulators."""
-
-    def __init__(self, forest, n: int):
-        self.forest, self.n = forest, n
-        self.me = self.orphans = 0
+    def __init__(self, acc):
+        self.acc = acc
 
     def update(self, rows, cols, values, batch_size):
-        from synthviz.stats.validity import validity_counts
-        a, b = validity_counts(self.forest, rows, cols, self.n)
-        self.me += a
-        self.orphans += b
+        self.acc.update(rows, cols, values, batch_size)
 
     def result(self):
-        return self.me, self.orphans
+        return self.acc
+
+
+class _OwnerMovedOn(Exception):
+    """The computation a waiter waited for was cancelled by its own session."""
+
+
+WAIT_POLL_S = 0.25  # how often a waiter checks whether its own request has moved on
+
+
+def _wait(fut: Future, progress: Progress | None):
+    """The value of another session's computation, waiting no longer than our request lasts."""
+    while True:
+        try:
+            return fut.result(timeout=WAIT_POLL_S)
+        except FutureTimeout:
+            if progress is not None:
+                progress(0, 1)  # raises Cancelled when this request has been superseded
 
 
 class Store:
@@ -138,24 +138,36 @@ class Store:
         self._inflight: dict[tuple, Future] = {}
 
     # ------------------------------------------------------------------ single flight
-    def _once(self, cache, key, compute: Callable[[], Any]):
-        """cache[key], computing it at most once even when several sessions ask together."""
-        with self._lock:
-            hit = cache.get(key)
-            if hit is not None:
-                return hit
-            fut = self._inflight.get(key)
-            owner = fut is None
+    def _once(self, cache, key, compute: Callable[[], Any], progress: Progress | None = None):
+        """cache[key], computing it at most once even when several sessions ask together.
+
+        A caller that finds the computation running in another session waits for it, but not
+        blindly: every `WAIT_POLL_S` it calls its own `progress(0, 1)`, which raises `Cancelled`
+        once its own request has moved on (so it stops waiting), and when the computation it
+        waits for is cancelled (the other session moved on; not a failure of the work) it
+        computes the value itself rather than taking over that session's cancellation."""
+        while True:
+            with self._lock:
+                hit = cache.get(key)
+                if hit is not None:
+                    return hit
+                fut = self._inflight.get(key)
+                owner = fut is None
+                if owner:
+                    fut = self._inflight[key] = Future()
             if owner:
-                fut = self._inflight[key] = Future()
-        if not owner:
-            return fut.result()
+                break
+            try:
+                return _wait(fut, progress)  # raises Cancelled once our own request moved on
+            except _OwnerMovedOn:
+                continue  # ask again: compute it here, or wait for whoever took it over
         try:
             value = compute()
         except BaseException as exc:
             with self._lock:
                 self._inflight.pop(key, None)
-            fut.set_exception(exc)
+            # waiters recompute what this session no longer wanted; real errors reach them all
+            fut.set_exception(_OwnerMovedOn() if isinstance(exc, Cancelled) else exc)
             raise
         with self._lock:
             if isinstance(cache, dict):
@@ -172,7 +184,7 @@ class Store:
         from synthviz.sources import load
         key = ("source", str(source).strip(), str(device))
         return self._once(self._sources, key, lambda: load(source, device=device,
-                                                           progress=progress))
+                                                           progress=progress), progress)
 
     def model(self, source: str, device: str, variation, progress: Progress | None = None):
         """(key, model): the source with `variation` applied; the source itself for identity."""
@@ -180,19 +192,22 @@ class Store:
         if variation is None or variation.is_identity():
             return ("model", source, str(device), None), base
         key = ("model", source, str(device), variation)  # a frozen, hashable value
-        return key, self._once(self._models, key, lambda: variation.apply(base, progress=progress))
+        return key, self._once(self._models, key, lambda: variation.apply(base, progress=progress),
+                               progress)
 
     # ------------------------------------------------------------------ statistics
     def sample_stats(self, model_key: tuple, model, settings: SampleSettings,
                      progress: Progress | None = None) -> SampleStats:
         key = ("stats", model_key, settings)
-        return self._once(self._stats, key, lambda: compute_sample_stats(model, settings, progress))
+        return self._once(self._stats, key, lambda: compute_sample_stats(model, settings, progress),
+                          progress)
 
     def analytic_stats(self, model_key: tuple, model, settings: SampleSettings,
                        sample: SampleStats, progress: Progress | None = None) -> AnalyticStats:
         key = ("analytic", model_key, settings)
         return self._once(self._stats, key,
-                          lambda: compute_analytic_stats(model, settings, sample, progress))
+                          lambda: compute_analytic_stats(model, settings, sample, progress),
+                          progress)
 
     def cached_analytic(self, model_key: tuple, settings: SampleSettings) -> AnalyticStats | None:
         with self._lock:
@@ -211,13 +226,13 @@ class Store:
 
         def compute():
             from synthviz.stats.superposition import superposition_stats
-            path = _superposition_cache_file(v)
-            cached = _load_stats(path)
+            path = superposition_cache_file(v, COS_BINS)
+            cached = load_stats(path)
             if cached is None:
                 cached = superposition_stats(v, bins=COS_BINS, progress=progress)
-                _save_stats(path, cached)
+                save_stats(path, cached)
             return v, cached
-        return self._once(self._dicts, key, compute)[1]
+        return self._once(self._dicts, key, compute, progress)[1]
 
     def cached_superposition(self, model):
         """The dictionary's statistics if known, or derivable at once: a truncated model's
@@ -252,8 +267,6 @@ class Store:
             self._dicts = _LRU(self._dicts.size)
 
 
-# ---------------------------------------------------------------------- disk cache of stats
-
 def _is_prefix(v: torch.Tensor, src: torch.Tensor) -> bool:
     """v is src[:n] (the same memory, rows and dtype), n < len(src)."""
     return (v.data_ptr() == src.data_ptr() and v.dtype == src.dtype and v.dim() == src.dim() == 2
@@ -261,79 +274,6 @@ def _is_prefix(v: torch.Tensor, src: torch.Tensor) -> bool:
             and v.stride() == src.stride() and v.device == src.device)
 
 
-def _superposition_cache_file(v: torch.Tensor):
-    """Cache file named by the dictionary's content and the statistics code that computed it."""
-    import hashlib
-    from pathlib import Path
-
-    import synthviz.stats.superposition as sup
-    from synthviz.cache import cache_key, cache_root
-
-    h = hashlib.sha256()
-    h.update(f"{tuple(v.shape)} {v.dtype}".encode())
-    h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    code = hashlib.sha256(Path(sup.__file__).read_bytes()).hexdigest()
-    payload = {"superposition": h.hexdigest(), "code": code, "bins": COS_BINS}
-    return cache_root() / "stats" / (cache_key(payload) + ".npz")
-
-
-def _save_stats(path, stats) -> None:
-    """A statistics dataclass of tensors, dicts of tensors and scalars as one .npz (no pickle)."""
-    import io
-    import json
-
-    import numpy as np
-
-    from synthviz.cache import write_cache_file
-    arrays, meta = {}, {}
-    for f in dataclasses.fields(stats):
-        val = getattr(stats, f.name)
-        if isinstance(val, torch.Tensor):
-            arrays[f"t.{f.name}"] = val.detach().cpu().numpy()
-        elif isinstance(val, dict):
-            meta[f.name] = {str(k): (float(x) if not isinstance(x, torch.Tensor) else None)
-                            for k, x in val.items()}
-            for k, x in val.items():
-                if isinstance(x, torch.Tensor):
-                    arrays[f"d.{f.name}.{k}"] = x.detach().cpu().numpy()
-        else:
-            meta[f.name] = val
-    arrays["meta"] = np.array(json.dumps({"class": type(stats).__name__, "fields": meta}))
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    try:
-        write_cache_file(path, buf.getvalue())
-    except OSError as exc:  # a read-only cache only costs the recomputation
-        log.warning("could not cache statistics at %s: %s", path, exc)
-
-
-def _load_stats(path):
-    import json
-
-    import numpy as np
-    from synthviz.stats.superposition import SuperpositionStats
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            kw = {}
-            for f in dataclasses.fields(SuperpositionStats):
-                if f"t.{f.name}" in z:
-                    kw[f.name] = torch.from_numpy(z[f"t.{f.name}"].copy())
-                elif isinstance(meta["fields"].get(f.name), dict):
-                    d = {}
-                    for k, x in meta["fields"][f.name].items():
-                        key = int(k) if k.lstrip("-").isdigit() else k
-                        d[key] = (torch.from_numpy(z[f"d.{f.name}.{k}"].copy()) if x is None
-                                  else x)
-                    kw[f.name] = d
-                elif f.name in meta["fields"]:
-                    kw[f.name] = meta["fields"][f.name]
-            return SuperpositionStats(**kw)
-    except Exception as exc:  # a damaged or outdated entry is recomputed, not trusted
-        log.warning("ignoring cached statistics %s: %s", path, exc)
-        return None
 
 
 def cooccurrence_features(model, settings: SampleSettings):
@@ -353,16 +293,17 @@ def compute_sample_stats(model, settings: SampleSettings, progress: Progress | N
                          ) -> SampleStats:
     """The fast pass: sample once and feed every sampled statistic from the same batches."""
     from synthviz.stats.cooccurrence import CooccurrenceAccumulator
-    from synthviz.stats.frequencies import firing_stats
+    from synthviz.stats.frequencies import FiringAccumulator, firing_stats
     from synthviz.stats.l0 import L0Accumulator
     from synthviz.stats.magnitudes import MagnitudeAccumulator
     from synthviz.stats.stream import collect
+    from synthviz.stats.validity import ValidityAccumulator
 
     errors: dict[str, str] = {}
     accs = {
         "l0": L0Accumulator(first_k=settings.first_k),
-        "counts": _Counts(model.num_features),
-        "validity": _Validity(model.forest, model.num_features),
+        "counts": _Unbound(FiringAccumulator(model.num_features)),
+        "validity": ValidityAccumulator(model.forest, model.num_features),
     }
     try:
         accs["magnitudes"] = MagnitudeAccumulator(model.forest)
@@ -377,11 +318,11 @@ def compute_sample_stats(model, settings: SampleSettings, progress: Progress | N
                       progress=progress)
     secs = time.perf_counter() - t0
     res = dict(zip(accs, results))
-    counts, n = res["counts"]
-    me, orph = res["validity"]
+    counts, n = res["counts"].counts, res["counts"].samples
+    valid = res["validity"]
     return SampleStats(l0=res["l0"], firing=firing_stats(counts, n, model.firing_probabilities),
                        cooccurrence=res.get("cooccurrence"), magnitudes=res.get("magnitudes"),
-                       me_violations=me, orphan_children=orph,
+                       me_violations=valid.me_violations, orphan_children=valid.orphan_children,
                        samples_per_s=settings.samples / max(secs, 1e-9), seconds=secs,
                        counts=counts, errors=errors)
 
@@ -401,6 +342,8 @@ def compute_analytic_stats(model, settings: SampleSettings, sample: SampleStats,
         rates = expected_rates(model)
         firing = firing_stats(sample.counts, sample.l0.samples, model.firing_probabilities, rates)
         exp = tuple(float(x) for x in expected_l0(model, first_k=settings.first_k))
+    except Cancelled:
+        raise  # not a failure to cache: the request moved on
     except Exception as exc:
         errors["expected"] = str(exc)
     try:
@@ -409,6 +352,8 @@ def compute_analytic_stats(model, settings: SampleSettings, sample: SampleStats,
         n = min(INTERFERENCE_SAMPLES, settings.samples)
         interference = collect(model, n, InterferenceAccumulator(model, max_samples=n),
                                seed=settings.seed, progress=progress)
+    except Cancelled:
+        raise  # not a failure to cache: the request moved on
     except Exception as exc:
         errors["interference"] = str(exc)
     return AnalyticStats(expected_l0=exp, firing=firing if firing is not None else sample.firing,

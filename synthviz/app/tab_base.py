@@ -22,7 +22,7 @@ import holoviews as hv
 import panel as pn
 import param
 
-from synthviz.app.controller import Results
+from synthviz.app.results import Results
 
 _NUMBER = re.compile(r"[-+]?\d[\d,.]*")
 

@@ -149,14 +149,15 @@ def preset_settings(name: str, facts: dict[str, Any]) -> dict[str, Any]:
     return {"source": source, **settings_for(variation, facts)}
 
 
-def matching_preset(s: dict[str, Any], facts: dict[str, Any]) -> str | None:
-    """The preset whose variation the settings express, if any."""
+def matching_preset(s: dict[str, Any], facts: dict[str, Any], prefer: str | None = None
+                    ) -> str | None:
+    """The preset whose variation the settings express, if any (`prefer` first)."""
     from synthviz.presets import PRESETS
     try:
         current = make_variation(s, facts)
     except Exception:
         return None
-    for name in PRESETS:
+    for name in sorted(PRESETS, key=lambda n: n != prefer):
         try:
             source, v = preset_variation(name)
         except Exception:

@@ -61,6 +61,17 @@ def open_app(page, url: str) -> list[str]:
     return errors
 
 
+def choose_model(page, text: str) -> None:
+    """Type into the one model picker (a preset name, a folder or a Hub id) and press Enter."""
+    box = page.locator(".sv-w-model input").first
+    box.fill(text)
+    box.press("Enter")
+
+
+def model_line(page) -> str:
+    return text_of(page.locator(".sv-model"))
+
+
 def card(page, name: str) -> str:
     return page.locator(f".sv-card-{name} .sv-value").first.inner_text()
 
@@ -186,7 +197,7 @@ def test_d512_preset_shows_progress_and_updates_rho_mm(served_app, page):
         if (st) window.__sv.status.add((st.shadowRoot || st).textContent);
       }, 50);
     }""")
-    page.locator(".sv-w-preset select").first.select_option("d-512")
+    choose_model(page, "d-512")
     rho = as_float(wait_card(page, "rho_mm", lambda v: v != "…" and abs(
         as_float(v) - base_rho) > 1e-3, READY))
     assert rho > base_rho  # fewer dimensions: more overlap between features
@@ -255,9 +266,7 @@ def test_two_sessions_share_one_model(served_app, browser):
 
 def enter_missing_folder(page):
     """Type a folder that does not exist as the source; the error alert once it names it."""
-    source = page.locator(".sv-w-source input").first
-    source.fill("/nonexistent/model-folder")
-    source.press("Enter")
+    choose_model(page, "/nonexistent/model-folder")
     alert = page.locator(".sv-error")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and "model-folder" not in text_of(alert):
@@ -329,4 +338,27 @@ def test_url_keeps_only_settings_that_worked_and_the_tab(served_app, page):
     assert text_of(other.locator(".sv-error")).strip() == "" or not other.locator(
         ".sv-error").first.is_visible()
     other.close()
+    assert errors == []
+
+
+def test_picker_takes_v2_and_v1_presets(served_app, page):
+    """One model picker: a `v2/NAME` preset and a v1 preset name both work from it, each applied
+    as its source with its variation, and the page says which model it is in words."""
+    url, _ = served_app
+    errors = open_app(page, url)
+    base_l0 = as_float(card(page, "l0"))
+    picker = page.locator(".sv-w-model input").first
+    for name, source in (("v2/rel-p-0.5", "SynthSAEBench-16k base"), ("rel-p-0.5", "base-v1")):
+        choose_model(page, name)
+        l0 = as_float(wait_card(page, "l0", lambda v: v != "…" and as_float(v) < 0.7 * base_l0,
+                                READY))
+        assert abs(l0 / base_l0 - 0.5) < 0.1, (name, l0, base_l0)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and f"Preset {name}" not in model_line(page):
+            page.wait_for_timeout(200)
+        line = model_line(page)
+        assert f"Preset {name}" in line and source in line and "rel p 0.5" in line, line
+        assert picker.input_value() == name
+        choose_model(page, "base")  # back, for the next name
+        wait_card(page, "l0", lambda v: abs(as_float(v) - base_l0) < 0.05 * base_l0, READY)
     assert errors == []

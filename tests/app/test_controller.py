@@ -295,3 +295,150 @@ def test_controller_renders_inline_like_in_a_notebook(small_source):
     explorer = Explorer(controller=c)
     assert explorer.cards["N"].object and "2,048" in explorer.cards["N"].object
     c.close()
+
+
+def test_one_model_picker_takes_presets_folders_and_hub_ids():
+    """`choose_model` is the picker: a v2/ or a v1 preset name applies that preset (its source
+    with its variation, whether chosen or typed), anything else is a source; `model_choice` is
+    what the picker shows."""
+    c = Controller(start=False)
+    c.choose_model("v2/d-512")
+    assert (c.preset, c.source, c.hidden_dim) == ("v2/d-512", "base", 512)
+    assert c.model_choice() == "v2/d-512"
+    c.choose_model(" d-512 ")  # v1: the same variation on base-v1
+    assert (c.preset, c.source, c.hidden_dim) == ("d-512", "base-v1", 512)
+    c.rel_p = 0.5  # sliders moved: no preset any more, the picker shows the source
+    assert c.preset == CUSTOM and c.model_choice() == "base-v1"
+    c.choose_model("d-512")  # chosen again: back to the preset's own settings
+    assert c.preset == "d-512" and c.rel_p == 1.0
+    c.choose_model("owner/name")
+    assert (c.preset, c.source, c.model_choice()) == (CUSTOM, "owner/name", "owner/name")
+    c.choose_model("")  # nothing typed: nothing changes
+    assert c.source == "owner/name"
+    # a preset typed as a source (e.g. from an old link) is that preset too
+    c.source = "v2/rel-p-0.5"
+    assert (c.preset, c.source, c.rel_p) == ("v2/rel-p-0.5", "base", 0.5)
+
+
+def test_a_v1_preset_stays_itself_once_its_source_has_loaded(monkeypatch):
+    """A v1 preset's source is base-v1 (rescale off): when it loads, the sliders follow its own
+    values, which changes no variation, so the preset is still named (it said "custom")."""
+    from synthviz.app.variation_bridge import base_facts
+    c = Controller(start=False)
+    monkeypatch.setattr(c, "request", lambda: None)
+    c.choose_model("rel-p-0.5")
+    facts = base_facts()
+    c._source_facts = {**facts, "hierarchy": {**facts["hierarchy"], "rescale": False}}
+    c._reset_to_source({"rescale": False})  # what the worker does once base-v1 has loaded
+    assert (c.preset, c.source, c.rescale, c.model_choice()) == \
+        ("rel-p-0.5", "base-v1", False, "rel-p-0.5")
+    c._reset_to_source({"rel_p": 0.25})  # a value that does change the variation
+    assert c.preset == "rel-p-0.25"
+    c._reset_to_source({"hidden_dim": 700})
+    assert c.preset == CUSTOM
+
+
+def test_status_times_are_this_runs_own(small_source):
+    """The status once read "took 5.6 s (sampling 7.6 s)": the sampling time was the cached
+    statistics' own `seconds`, from the run (maybe another session's) that computed them, not
+    the time this run spent. A run that finds them cached must not report their old time."""
+    import dataclasses
+    import re
+
+    c = ready(Controller(source=small_source, samples=1024, sample_seed=7))
+    try:
+        items = STORE._stats.items
+        keys = [k for k in items if k[0] == "stats" and k[2].seed == 7 and k[2].samples == 1024]
+        assert keys
+        for k in keys:  # as if another, slower run had computed them
+            items[k] = dataclasses.replace(items[k], seconds=100.0)
+        c.request()
+        ready(c)
+        assert "100" not in c.status, c.status
+        m = re.search(r"in ([\d.]+) s$", c.status) or re.search(r"took ([\d.]+) s \((.*)\)",
+                                                                c.status)
+        assert m, c.status
+        if m.re.pattern.startswith("took"):  # no part is longer than the whole
+            total = float(m.group(1))
+            parts = [float(x) for x in re.findall(r"([\d.]+) s", m.group(2))]
+            assert all(p <= total for p in parts), c.status
+    finally:
+        c.close()
+
+
+# ------------------------------------------------------------------ single flight, with threads
+
+def _in_thread(fn):
+    import threading
+    out: dict = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            out["error"] = exc
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def test_single_flight_waiter_stops_when_its_own_request_moves_on():
+    """The stall: a second session waiting for the first one's computation waited on
+    `fut.result()` with no way out, however long that took and even after its own request was
+    superseded. Now it checks its own progress callback while waiting."""
+    import threading
+
+    from synthviz.app.store import Store
+    from synthviz.errors import Cancelled
+
+    store, started, release = Store(), threading.Event(), threading.Event()
+
+    def slow():
+        started.set()
+        release.wait(30)
+        return "value"
+    owner, _ = _in_thread(lambda: store._once(store._models, "k", slow))
+    assert started.wait(10)
+    superseded = threading.Event()
+
+    def progress(done, total):
+        if superseded.is_set():
+            raise Cancelled("sampling")
+    waiter, out = _in_thread(lambda: store._once(store._models, "k", lambda: "other", progress))
+    time.sleep(0.5)
+    assert waiter.is_alive()  # waits for the owner meanwhile
+    superseded.set()
+    waiter.join(5)
+    try:
+        assert not waiter.is_alive(), "the waiter still waits after its request moved on"
+        assert isinstance(out.get("error"), Cancelled)
+    finally:
+        release.set()
+        owner.join(10)
+    assert store._once(store._models, "k", lambda: "again") == "value"  # the owner's result
+
+
+def test_single_flight_waiter_computes_what_a_cancelled_owner_dropped():
+    """The first caller's session moved on (its computation raised Cancelled): a waiter that
+    still wants the value computes it, instead of failing with another session's cancellation."""
+    import threading
+
+    from synthviz.app.store import Store
+    from synthviz.errors import Cancelled
+
+    store, started, release = Store(), threading.Event(), threading.Event()
+
+    def cancelled():
+        started.set()
+        release.wait(30)
+        raise Cancelled("building")
+    owner, owner_out = _in_thread(lambda: store._once(store._models, "k", cancelled))
+    assert started.wait(10)
+    waiter, out = _in_thread(lambda: store._once(store._models, "k", lambda: "mine"))
+    time.sleep(0.5)
+    release.set()
+    owner.join(10)
+    waiter.join(10)
+    assert isinstance(owner_out.get("error"), Cancelled)  # the owner still hears its own
+    assert out == {"value": "mine"}, out
+    assert store._once(store._models, "k", lambda: "again") == "mine"

@@ -264,11 +264,11 @@ def slider_keys(page, widget: str, key: str, times: int) -> None:
 
 
 def choose_preset(page, name: str) -> None:
-    page.locator(".sv-w-preset select").first.select_option(name)
+    choose_source(page, name)  # one model picker takes presets, folders and Hub ids
 
 
 def choose_source(page, source: str) -> None:
-    box = page.locator(".sv-w-source input").first
+    box = page.locator(".sv-w-model input").first
     box.fill(source)
     box.press("Enter")
 

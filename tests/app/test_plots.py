@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from synthviz import plots
-from synthviz.app.store import (SampleSettings, Store, _load_stats, _save_stats,
-                                compute_analytic_stats, compute_sample_stats)
+from synthviz.app.stats_files import load_stats, save_stats
+from synthviz.app.store import (SampleSettings, Store, compute_analytic_stats,
+                                compute_sample_stats)
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +192,8 @@ def test_missing_statistics_give_messages_not_errors():
 def test_superposition_disk_cache_round_trips(small, tmp_path):
     _, _, sup = small
     path = tmp_path / "sup.npz"
-    _save_stats(path, sup)
-    back = _load_stats(path)
+    save_stats(path, sup)
+    back = load_stats(path)
     assert torch.equal(back.max_abs_cos, sup.max_abs_cos)
     assert torch.equal(back.hist_counts, sup.hist_counts)
     assert back.percentile.keys() == sup.percentile.keys()
@@ -206,5 +207,5 @@ def test_superposition_disk_cache_round_trips(small, tmp_path):
     v = small[0].feature_vectors[:1024]
     assert prefix_stats(back, v).rho_mm == prefix_stats(sup, v).rho_mm
     path.write_bytes(b"not an npz")
-    assert _load_stats(path) is None  # damaged entries are recomputed, not trusted
+    assert load_stats(path) is None  # damaged entries are recomputed, not trusted
     assert math.isfinite(sup.rho_mm)

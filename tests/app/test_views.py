@@ -5,11 +5,11 @@ another tree, and mutually exclusive siblings stay visible in the co-occurrence 
 from __future__ import annotations
 
 import numpy as np
-import panel as pn
 import pytest
 
 from synthviz.app import Controller, Explorer
-from synthviz.app.plot_tabs import TAB_VIEWS, me_sibling_pairs, tree_root_for
+from synthviz.app.plot_tabs import TAB_VIEWS
+from synthviz.plots.registry import me_sibling_pairs, tree_root_for
 
 WAIT = 240
 
@@ -182,18 +182,18 @@ def test_export_message_sits_by_the_button_and_status_returns(explorer, tmp_path
     monkeypatch.setenv("SYNTHVIZ_EXPORT_ROOT", str(tmp_path))
     assert c.wait(WAIT)
     before = c.status
-    objs = list(ex.export_panel.objects)
-    assert objs.index(ex.export_alert) == objs.index(ex.export_button) + 1
-    ex.export_name.value = "once"
-    ex.export_samples.value = 500
-    ex._on_export().join(120)
-    assert "exported to" in ex.export_alert.object
+    objs = list(ex.export.export_panel.objects)
+    assert objs.index(ex.export.export_alert) == objs.index(ex.export.export_button) + 1
+    ex.export.export_name.value = "once"
+    ex.export.export_samples.value = 500
+    ex.export._on_export().join(120)
+    assert "exported to" in ex.export.export_alert.object
     assert c.status == before and not c.busy
     (tmp_path / "twice").mkdir()
     (tmp_path / "twice" / "x").write_text("keep")
-    ex.export_name.value = "twice"
-    ex._on_export().join(120)
-    msg = ex.export_alert.object
+    ex.export.export_name.value = "twice"
+    ex.export._on_export().join(120)
+    msg = ex.export.export_alert.object
     assert "replace an existing folder" in msg and "--force" not in msg, msg
 
 
@@ -213,12 +213,12 @@ def test_page_says_before_exporting_whether_the_export_is_exact(tmp_path):
     try:
         ex = Explorer(controller=c)
         assert c.wait(WAIT) and c.error == "", c.error
-        assert ex.export_check.visible and "Exports exactly" in ex.export_check.object
-        assert not ex.export_inexact.visible
+        assert ex.export.export_check.visible and "Exports exactly" in ex.export.export_check.object
+        assert not ex.export.export_inexact.visible
         c.rel_p = 2.0  # the config cannot say it
         assert c.wait(WAIT) and c.error == "", c.error
-        assert "Does not export exactly" in ex.export_check.object
-        assert ex.export_inexact.visible
+        assert "Does not export exactly" in ex.export.export_check.object
+        assert ex.export.export_inexact.visible
     finally:
         c.close()
 
@@ -238,3 +238,38 @@ def test_page_says_what_a_reconstructed_preset_assumed():
     misc = [name for name, p in PRESETS.items() if p.family == "misc"]
     assert misc and all("Reconstruction" in preset_note(name) for name in misc)
     assert preset_note("custom") == ""
+
+
+def test_worker_updates_wait_until_the_session_is_live():
+    """Intermittent stall with two sessions opened together: results from the cache arrived
+    while Bokeh was still building the session, and a next-tick callback added from a worker
+    then can be lost. Updates from workers are held until the page has loaded, then applied
+    in order; from then on they go through next-tick callbacks."""
+    import threading
+
+    from synthviz.app.session import SessionLoop
+
+    class Doc:
+        session_context = True
+
+        def __init__(self):
+            self.callbacks = []
+
+        def add_next_tick_callback(self, cb):
+            self.callbacks.append(cb)
+
+    loop = SessionLoop()  # no served session here: set one up by hand, not yet live
+    loop.doc, loop._live, loop._held = Doc(), False, []
+    seen = []
+    workers = [threading.Thread(target=loop.dispatch, args=(lambda i=i: seen.append(i),))
+               for i in range(3)]
+    for t in workers:
+        t.start()
+        t.join()
+    assert loop.doc.callbacks == [] and seen == []  # nothing reaches Bokeh before it is live
+    loop._go_live()  # Panel's onload, on the session's loop
+    assert seen == [0, 1, 2]
+    t = threading.Thread(target=loop.dispatch, args=(lambda: seen.append(3),))
+    t.start()
+    t.join()
+    assert len(loop.doc.callbacks) == 1 and seen == [0, 1, 2]

@@ -1,0 +1,72 @@
+"""`SessionLoop`: runs page updates where they may touch Panel objects, i.e. on the browser
+session's event loop. Worker threads compute; they hand what to show to `dispatch`.
+
+Updates from a worker are held back until the session is live (its page has loaded): Bokeh
+builds a served session from the document after the app script returns, and a next-tick
+callback added from another thread while it does so can be lost (or break the session's
+creation: it iterates the document's callbacks while the worker adds one). A cached model's
+first results arrive within milliseconds, i.e. exactly then, so a page could wait forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import panel as pn
+from panel.io.state import set_curdoc
+
+log = logging.getLogger(__name__)
+
+
+class SessionLoop:
+    """The event loop of the session being built (none in a notebook or a test)."""
+
+    def __init__(self):
+        self.doc = pn.state.curdoc if (pn.state.curdoc and pn.state.curdoc.session_context) \
+            else None
+        self.thread = threading.get_ident()
+        self._lock = threading.Lock()
+        self._held: list = []  # updates from workers before the session is live, in order
+        self._live = self.doc is None
+        if self.doc is not None:
+            pn.state.onload(self._go_live)
+
+    def dispatch(self, fn) -> None:
+        """Run `fn` where it may touch Panel objects: directly on the session's own thread (or
+        with no server), else as a next-tick callback under the document lock (held back until
+        the session is live). Next-tick callbacks run in order, so a later status never lands
+        before an earlier one."""
+        doc = self.doc
+        if doc is None or threading.get_ident() == self.thread:
+            fn()
+            return
+        if not doc.session_context:
+            return  # the browser session has closed
+        with self._lock:
+            if not self._live:
+                self._held.append(fn)
+                return
+
+        def cb():
+            with set_curdoc(doc):
+                self._run(fn)
+        try:
+            doc.add_next_tick_callback(cb)
+        except Exception as exc:  # the session is gone
+            log.debug("page update dropped: %s", exc)
+
+    def _go_live(self) -> None:
+        """The page has loaded (on the session's loop): apply what was held back, in order."""
+        with self._lock:
+            self._live = True
+            held, self._held = self._held, []
+        for fn in held:
+            self._run(fn)
+
+    @staticmethod
+    def _run(fn) -> None:
+        try:
+            fn()
+        except Exception:  # a failed redraw is logged; the page keeps the last plots
+            log.exception("page update failed")
