@@ -99,14 +99,11 @@ def expected_rates(model, points: int = DEFAULT_POINTS) -> torch.Tensor:
     Memoized on the model (its tensors do not change; variations make new models), because
     expected_l0, FiringAccumulator, InterferenceAccumulator and select_features each ask for it.
     """
-    memo = getattr(model, "_tables", None)
-    key = ("expected_rates", int(points))
-    if isinstance(memo, dict) and key in memo:
-        return memo[key].clone()
-    rates = _compute_expected_rates(model, points)
-    if isinstance(memo, dict):
-        memo[key] = rates
-    return rates.clone()
+    memoized = getattr(model, "memoized", None)  # duck-typed models compute each time
+    if memoized is None:
+        return _compute_expected_rates(model, points)
+    return memoized(("expected_rates", int(points)),
+                    lambda: _compute_expected_rates(model, points)).clone()
 
 
 @torch.no_grad()

@@ -226,10 +226,10 @@ def test_the_tree_plot_draws_organizational_nodes_above_and_below_the_root():
 
 
 def test_the_hierarchy_tab_draws_the_group_above_a_root(tmp_path):
-    # the wiring: the tab's tree for a root in an organizational ME group shows that group
+    # the wiring: the registry's tree plot (the Hierarchy tab's) for a root in an organizational ME group shows that group
     import holoviews as hv
 
-    from synthviz.app.plot_tabs import HierarchyView
+    from synthviz.plots.registry import _tree
     from synthviz.stats.frequencies import firing_stats
     from tests.fidelity.test_load_like_sae_lens import HIERARCHIES
 
@@ -238,7 +238,7 @@ def test_the_hierarchy_tab_draws_the_group_above_a_root(tmp_path):
     _, _, cols, _ = model.sample_entries(2000, seed=0)
     counts = torch.bincount(cols, minlength=model.num_features)
     stats = type("S", (), {"firing": firing_stats(counts, 2000)})()
-    el = HierarchyView._tree(model, stats, 2, None)
+    el = _tree(model, stats, 2, None)  # what the Hierarchy tab's tree plot draws
     nodes = next(e for e in el if isinstance(e, hv.Graph)).nodes
     assert "animals" in list(nodes.dimension_values("label"))
     assert {0, 1, 2} <= set(nodes.dimension_values("feature").tolist())
