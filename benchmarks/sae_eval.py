@@ -214,6 +214,15 @@ def write_section(out: dict) -> None:
     (HERE / "RESULTS.md").write_text(md)
 
 
+def summarize(out: dict) -> None:
+    med = lambda xs: float(statistics.median(xs))  # noqa: E731
+    out["ours_median_s"] = med([r["seconds"] for r in out["ours"]])
+    if out["theirs"]:
+        out["theirs_median_s"] = med([r["seconds"] for r in out["theirs"]])
+        out["speedup"] = out["theirs_median_s"] / out["ours_median_s"]
+    out["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -229,12 +238,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child-memory", choices=["synthviz", "sae_lens"])
     ap.add_argument("--folder", type=str)
     ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--json", type=str, default=None, help="with --render: the JSON to render")
     args = ap.parse_args(argv)
     if args.child_memory:
         print(json.dumps(memory_child(args.child_memory, args.folder, args.sae, args.batch)))
         return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.render:
-        write_section(json.loads(OUT_JSON.read_text()))
+        write_section(json.loads(Path(args.json or OUT_JSON).read_text()))
         return 0
     import logging
     logging.getLogger("sae_lens").setLevel(logging.ERROR)
@@ -262,24 +275,22 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"sae_lens batch {bs}: {sweep_n / t:.0f} samples/s (load {load})")
     best = max(out["sweep"], key=lambda b: out["sweep"][b]["samples_per_s"])
     out["best_batch"] = best
+    _say("memory (fresh processes)")
+    out["memory"] = {"synthviz": memory("synthviz", folder, sae_dir, 4096),
+                     "sae_lens": memory("sae_lens", folder, sae_dir, best)}
+    partial = OUT_JSON.with_name("sae_eval_partial.json")
     for i in range(runs):  # alternate, so both sides see the same background load
         load = _load()
         t, res = run_ours(ours, sae, n, 4096)
         out["ours"].append({"seconds": t, "load": load, "result": res})
         _say(f"synthviz run {i + 1}: {t:.1f} s (load {load})")
-        if i >= their_runs:
-            continue
-        load = _load()
-        t, res = run_theirs(theirs, sl_sae, n, best)
-        out["theirs"].append({"seconds": t, "load": load, "result": res})
-        _say(f"sae_lens run {i + 1}: {t:.1f} s at batch {best} (load {load})")
-    med = lambda xs: float(statistics.median(xs))  # noqa: E731
-    out["ours_median_s"] = med([r["seconds"] for r in out["ours"]])
-    out["theirs_median_s"] = med([r["seconds"] for r in out["theirs"]])
-    out["speedup"] = out["theirs_median_s"] / out["ours_median_s"]
-    _say("memory (fresh processes)")
-    out["memory"] = {"synthviz": memory("synthviz", folder, sae_dir, 4096),
-                     "sae_lens": memory("sae_lens", folder, sae_dir, best)}
+        if i < their_runs:
+            load = _load()
+            t, res = run_theirs(theirs, sl_sae, n, best)
+            out["theirs"].append({"seconds": t, "load": load, "result": res})
+            _say(f"sae_lens run {i + 1}: {t:.1f} s at batch {best} (load {load})")
+        summarize(out)
+        partial.write_text(json.dumps(out, indent=2))  # `--render --json` of a cut-short run
     out["load_after"] = _load()
     out["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     _say(f"speedup {out['speedup']:.1f}x; memory {out['memory']}")
