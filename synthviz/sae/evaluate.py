@@ -246,9 +246,10 @@ class SAEAccumulator:
         per_row = (torch.bincount(lr, minlength=batch_size)[:take] *
                    torch.bincount(rows, minlength=batch_size)[:take])
         fits = int((torch.cumsum(per_row, 0) <= MAX_PAIRS - self.cofire_pairs).sum())
-        take = fits if fits < take else take
+        if fits < take:  # the budget is spent: no later (smaller) sample may still slip in
+            take = fits
+            self.cofire_samples = self.cofire_seen + take
         if take == 0:
-            self.cofire_samples = self.cofire_seen  # the budget is spent
             return
         self.cofire_pairs += int(per_row[:take].sum())
         self.cofire_seen += take
