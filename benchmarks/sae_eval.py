@@ -147,6 +147,10 @@ def _flat(d: dict) -> dict:
             **{f"classification/{k}": v for k, v in d["classification"].items()}}
 
 
+def _runs(runs: list[dict], digits: int) -> str:
+    return ", ".join(f"{r['seconds']:.{digits}f} at load {r['load']}" for r in runs)
+
+
 def render(out: dict, machine: str) -> str:
     """The RESULTS.md section (without its heading) from a results dict."""
     ours = [r["seconds"] for r in out["ours"]]
@@ -155,14 +159,18 @@ def render(out: dict, machine: str) -> str:
     lines = [
         f"`python -m benchmarks.sae_eval` on {machine}: **no GPU**; the machine was shared with "
         "other work and heavily loaded while this ran (1-minute load average "
-        f"{min(loads):.1f} to {max(loads):.1f} on 2 cores), which slows both sides alike; the "
-        "ratio is what the run measured, not a figure for an idle machine.",
+        f"{min(loads):.1f} to {max(loads):.1f} on 2 cores; each run's load is given below), so "
+        "the timings are noisy; the ratio is what the run measured, not a figure for an idle "
+        "machine.",
         "",
         f"Setup: the 16k base (16,384 features, 768 dims), an SAE with {out['d_sae']} latents "
-        f"({out['sae']}), {out['samples']:,} samples, torch at {out['threads']} threads. "
+        f"({out['sae']}), {out['samples']:,} samples, torch threads: {out['threads']}. "
         "sae_lens: `eval_sae_on_synthetic_data`; synthviz: `synthviz.sae.evaluate_sae` (batches "
         "of 4096, its matching cache cleared before every run, so both sides compute the "
-        "Hungarian matching for MCC every run).",
+        "Hungarian matching for MCC every run). synthviz encodes each sample from its active "
+        "features (`synthviz.sae.feature_encode`: F @ W_enc, [16384, 4096] float32, computed "
+        "once per evaluation and included in its time; equal to the dense encode up to float32 "
+        "rounding) and decodes densely for this SAE (more than 1/16 of its latents fire).",
         "",
         "sae_lens's batch size, tried on 4,096 samples each:",
         "",
@@ -175,8 +183,8 @@ def render(out: dict, machine: str) -> str:
         "|---|---|---|---|---|---|",
         f"| evaluation of {out['samples']:,} samples, median seconds | "
         f"{statistics.median(theirs):.0f} ({len(theirs)} run{'s' if len(theirs) > 1 else ''}: "
-        f"{', '.join(f'{t:.0f}' for t in theirs)}) | {statistics.median(ours):.1f} "
-        f"({len(ours)} runs: {', '.join(f'{t:.1f}' for t in ours)}) | "
+        f"{_runs(out['theirs'], 0)}) | {statistics.median(ours):.1f} ({len(ours)} runs: "
+        f"{_runs(out['ours'], 1)}) | "
         f"{out['speedup']:.1f}x | >= 5x | {'yes' if out['speedup'] >= 5 else 'no'} |",
         f"| peak memory added by an evaluation (3 batches, fresh process) | "
         f"{out['memory']['sae_lens']['delta_mib']:.0f} MiB | "
@@ -184,14 +192,24 @@ def render(out: dict, machine: str) -> str:
         f"{out['memory']['synthviz']['delta_mib'] / out['memory']['sae_lens']['delta_mib']:.2f}"
         " of sae_lens's | | |",
         "",
+        f"Caveat: {len(theirs)} sae_lens run(s) of about {statistics.median(theirs) / 60:.0f} "
+        f"minutes each fitted in the time available; against synthviz's slowest run the ratio is "
+        f"{statistics.median(theirs) / max(ours):.1f}x, against its fastest "
+        f"{statistics.median(theirs) / min(ours):.1f}x. Re-measure on a quiet machine with "
+        "`python -m benchmarks.sae_eval --runs 5 --their-runs 3 --threads 1`.",
+        "",
         "The numbers of both sides (first run of each; different random draws, so the "
         "sample-dependent numbers agree within sampling error, while MCC and uniqueness, which "
         "depend only on the weights, are equal):",
         "",
         "| metric | sae_lens | synthviz |", "|---|---|---|"]
     a, b = _flat(out["theirs"][0]["result"]), _flat(out["ours"][0]["result"])
+    spread = {k: [_flat(r["result"])[k] for r in out["ours"]] for k in a}
+    lines[-2] = "| metric | sae_lens | synthviz | synthviz, all runs (min to max) |"
+    lines[-1] = "|---|---|---|---|"
     for k in a:
-        lines.append(f"| {k} | {a[k]:.6g} | {b[k]:.6g} |")
+        lines.append(f"| {k} | {a[k]:.6g} | {b[k]:.6g} | {min(spread[k]):.6g} to "
+                     f"{max(spread[k]):.6g} |")
     return "\n".join(lines) + "\n"
 
 
@@ -214,6 +232,15 @@ def write_section(out: dict) -> None:
     (HERE / "RESULTS.md").write_text(md)
 
 
+def summarize(out: dict) -> None:
+    med = lambda xs: float(statistics.median(xs))  # noqa: E731
+    out["ours_median_s"] = med([r["seconds"] for r in out["ours"]])
+    if out["theirs"]:
+        out["theirs_median_s"] = med([r["seconds"] for r in out["theirs"]])
+        out["speedup"] = out["theirs_median_s"] / out["ours_median_s"]
+    out["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -229,12 +256,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child-memory", choices=["synthviz", "sae_lens"])
     ap.add_argument("--folder", type=str)
     ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--json", type=str, default=None, help="with --render: the JSON to render")
     args = ap.parse_args(argv)
     if args.child_memory:
         print(json.dumps(memory_child(args.child_memory, args.folder, args.sae, args.batch)))
         return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.render:
-        write_section(json.loads(OUT_JSON.read_text()))
+        write_section(json.loads(Path(args.json or OUT_JSON).read_text()))
         return 0
     import logging
     logging.getLogger("sae_lens").setLevel(logging.ERROR)
@@ -262,24 +293,22 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"sae_lens batch {bs}: {sweep_n / t:.0f} samples/s (load {load})")
     best = max(out["sweep"], key=lambda b: out["sweep"][b]["samples_per_s"])
     out["best_batch"] = best
+    _say("memory (fresh processes)")
+    out["memory"] = {"synthviz": memory("synthviz", folder, sae_dir, 4096),
+                     "sae_lens": memory("sae_lens", folder, sae_dir, best)}
+    partial = OUT_JSON.with_name("sae_eval_partial.json")
     for i in range(runs):  # alternate, so both sides see the same background load
         load = _load()
         t, res = run_ours(ours, sae, n, 4096)
         out["ours"].append({"seconds": t, "load": load, "result": res})
         _say(f"synthviz run {i + 1}: {t:.1f} s (load {load})")
-        if i >= their_runs:
-            continue
-        load = _load()
-        t, res = run_theirs(theirs, sl_sae, n, best)
-        out["theirs"].append({"seconds": t, "load": load, "result": res})
-        _say(f"sae_lens run {i + 1}: {t:.1f} s at batch {best} (load {load})")
-    med = lambda xs: float(statistics.median(xs))  # noqa: E731
-    out["ours_median_s"] = med([r["seconds"] for r in out["ours"]])
-    out["theirs_median_s"] = med([r["seconds"] for r in out["theirs"]])
-    out["speedup"] = out["theirs_median_s"] / out["ours_median_s"]
-    _say("memory (fresh processes)")
-    out["memory"] = {"synthviz": memory("synthviz", folder, sae_dir, 4096),
-                     "sae_lens": memory("sae_lens", folder, sae_dir, best)}
+        if i < their_runs:
+            load = _load()
+            t, res = run_theirs(theirs, sl_sae, n, best)
+            out["theirs"].append({"seconds": t, "load": load, "result": res})
+            _say(f"sae_lens run {i + 1}: {t:.1f} s at batch {best} (load {load})")
+        summarize(out)
+        partial.write_text(json.dumps(out, indent=2))  # `--render --json` of a cut-short run
     out["load_after"] = _load()
     out["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     _say(f"speedup {out['speedup']:.1f}x; memory {out['memory']}")

@@ -28,10 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as nnf
 
-from synthviz.sae import metrics
+from synthviz.sae import feature_encode, metrics
 from synthviz.sae.loading import check_d_in
 from synthviz.sae.weights import SAE
 
+# the decode reads only the fired rows of W_dec while fewer than 1/16 of the latents fire (a
+# dense matmul is faster beyond: measured on CPU)
+SPARSE_DECODE_SHARE = 16
 MAX_PAIRS = 4_000_000  # co-firing (latent, feature) pairs counted per evaluation
 _MATCH_CACHE: dict[tuple, tuple] = {}
 MATCH_CACHE_SIZE = 8
@@ -96,13 +99,17 @@ class SAEEvalResult:
 
 class SAEAccumulator:
     """Streams batches; `result()` is an `SAEEvalResult`. Call `bind(model)` first (the stream
-    driver does)."""
+    driver does). `encode="auto"` encodes each sample from its active features when that pays
+    (`synthviz.sae.feature_encode`; equal to the dense encode up to float32 rounding), and
+    densely for a batch whose hidden vectors are not the bound model's sums of features."""
 
     needs_hidden = True
 
     def __init__(self, sae: SAE, *, cofire_samples: int = 8192, top_cofire: int = 5,
-                 with_mcc: bool = True, split_threshold: float = metrics.SPLIT_COS):
+                 with_mcc: bool = True, split_threshold: float = metrics.SPLIT_COS,
+                 encode: str = "auto"):
         self.sae = sae
+        self.encode = encode  # "auto", "features" or "dense": see synthviz.sae.feature_encode
         self.cofire_samples = cofire_samples
         self.top_cofire = top_cofire
         self.with_mcc = with_mcc
@@ -114,6 +121,7 @@ class SAEAccumulator:
         dev = model.device
         self.sae.to(dev)
         self.m = matching_for(self.sae, model.feature_vectors, self.with_mcc)
+        self.model, self.fenc = model, None  # the feature encoder is built on the first batch
         n, nl = model.num_features, self.sae.d_sae
         self.n_feat, self.n_lat, self.dev = n, nl, dev
         z = lambda k: torch.zeros(k, dtype=torch.long, device=dev)  # noqa: E731
@@ -148,12 +156,20 @@ class SAEAccumulator:
     @torch.no_grad()
     def update(self, rows, cols, vals, batch_size, hidden=None) -> None:
         sae, dev = self.sae, self.dev
+        all_rows, all_cols, all_vals = rows.to(dev), cols.to(dev), vals.to(dev)
         keep = vals > 0
         rows, cols = rows[keep].to(dev), cols[keep].to(dev)
-        acts = sae.encode(hidden)
+        if self.model is not None:  # first batch: its L0 says whether the feature path pays
+            self.fenc = feature_encode.build(sae, self.model, self.encode,
+                                             l0=all_rows.numel() / max(batch_size, 1))
+            self.model = None
+        if self.fenc is not None and self.fenc.explains(hidden, all_rows, all_cols, all_vals):
+            acts = sae.activate(self.fenc.pre_acts(all_rows, all_cols, all_vals, batch_size))
+        else:
+            acts = sae.encode(hidden)
         fires = acts != 0
         lr, lc = fires.nonzero(as_tuple=True)
-        if sae.backend is None:
+        if sae.backend is None and lr.numel() * SPARSE_DECODE_SHARE < batch_size * sae.d_sae:
             recon = _sparse_decode(sae, lr, lc, acts[lr, lc], batch_size)
         else:
             recon = sae.decode(acts)
@@ -230,9 +246,10 @@ class SAEAccumulator:
         per_row = (torch.bincount(lr, minlength=batch_size)[:take] *
                    torch.bincount(rows, minlength=batch_size)[:take])
         fits = int((torch.cumsum(per_row, 0) <= MAX_PAIRS - self.cofire_pairs).sum())
-        take = fits if fits < take else take
+        if fits < take:  # the budget is spent: no later (smaller) sample may still slip in
+            take = fits
+            self.cofire_samples = self.cofire_seen + take
         if take == 0:
-            self.cofire_samples = self.cofire_seen  # the budget is spent
             return
         self.cofire_pairs += int(per_row[:take].sum())
         self.cofire_seen += take

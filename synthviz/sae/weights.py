@@ -96,7 +96,10 @@ class SAE:
         """Latent activations [B, d_sae] of inputs [B, d_in]."""
         if self.backend is not None:
             return self.backend.encode(x.to(self.backend.dtype))
-        h = self.pre_acts(x)
+        return self.activate(self.pre_acts(x))
+
+    def activate(self, h: torch.Tensor) -> torch.Tensor:
+        """Latent activations from pre-activations [B, d_sae] (native maths only)."""
         if self.architecture == "standard":
             return h.relu()
         if self.architecture == "jumprelu":

@@ -47,7 +47,7 @@ def test_same_samples_give_the_same_numbers(sae_world):
     theirs = evals.eval_sae_on_synthetic_data(
         _sae_lens_sae(sae_dir), sl_model.feature_dict, Replay(batches), num_samples=4000,
         batch_size=1000).to_dict()
-    acc = SAEAccumulator(load_sae(sae_dir))
+    acc = SAEAccumulator(load_sae(sae_dir), encode="dense")  # sae_lens's own encode
     acc.bind(model)
     for feats in batches:
         hidden = sl_model.feature_dict(feats)

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from synthviz.errors import SynthvizError
-from synthviz.sae import SAEFileError, load_sae, load_sae_folder
+from synthviz.sae import SAEFileError, load_sae
 from synthviz.sae import loading as loading_mod
 
 sl = pytest.importorskip("sae_lens")

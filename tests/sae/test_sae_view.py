@@ -7,7 +7,6 @@ import shutil
 
 import holoviews as hv
 import pytest
-import torch
 from safetensors.torch import load_file, save_file
 
 from synthviz.app.sae_tab import SAEView, list_sae_folders, resolve_in_root

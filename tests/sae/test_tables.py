@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def tables(sae_world):
     _, model, sae_dir = sae_world
     sae = load_sae(sae_dir)
-    acc = SAEAccumulator(sae, cofire_samples=3000, top_cofire=3)
+    acc = SAEAccumulator(sae, cofire_samples=3000, top_cofire=3, encode="dense")
     acc.bind(model)
     hs, fs = [], []
     for seed in (1, 2, 3):
