@@ -6,20 +6,16 @@ SAE folder gives a one-line message, and the page then still evaluates the good 
 from __future__ import annotations
 
 import html
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from synthviz.sae import compare_models, load_sae
-from tests.app.conftest import _free_port
+from tests import serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 REPO = Path(__file__).resolve().parents[2]
@@ -72,34 +68,10 @@ def sae_page(sae_world, tmp_path_factory):
     (root / "corrupt").mkdir(parents=True)
     shutil.copy(Path(sae_dir) / "cfg.json", root / "corrupt" / "cfg.json")
     (root / "corrupt" / "sae_weights.safetensors").write_bytes(b"\x00not safetensors" * 64)
-    port = _free_port()
-    log = open(tmp / "serve.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "panel", "serve", "tests/sae/sae_tab_page.py", "--address",
-         "127.0.0.1", "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}",
-         "--args", str(model_dir), str(root)],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
-        stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/sae_tab_page"
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=120) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"panel serve did not start; see {log.name}")
-        time.sleep(0.5)
+    url, proc = serving.start("tests/sae/sae_tab_page.py", "sae_tab_page", tmp / "serve.log",
+                              args=(str(model_dir), str(root)), timeout=240)
     yield url, model_dir, root / "good"
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    serving.stop(proc)
 
 
 def _cards(texts: list[str]) -> dict[str, str]:
