@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from synthviz.errors import ConfigError
+from synthviz.strict import from_fields
 
 
 @dataclass(frozen=True)
@@ -51,14 +51,7 @@ class Provenance:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Provenance:
-        if d is None:
-            return cls()
-        if not isinstance(d, dict):
-            raise ConfigError(f"provenance must be an object, got {type(d).__name__}")
-        extra = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if extra:
-            raise ConfigError(f"provenance: unknown field(s) {sorted(extra)}")
-        return cls(**d)
+        return from_fields(cls, d, "provenance")
 
     # ------------------------------------------------------------------ in words
     @property

@@ -12,6 +12,7 @@ from typing import Any
 
 from synthviz.errors import ConfigError, Progress
 from synthviz.model import SynthModel
+from synthviz.strict import from_fields
 from synthviz.variations.registry import FAMILIES, family
 
 
@@ -48,14 +49,7 @@ class _VariationMethods:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None):
-        if d is None:
-            return cls()
-        if not isinstance(d, dict):
-            raise ConfigError(f"a variation must be an object, got {type(d).__name__}")
-        extra = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if extra:
-            raise ConfigError(f"variation: unknown field(s) {sorted(extra)}")
-        return cls(**d)
+        return from_fields(cls, d, "variation")
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
