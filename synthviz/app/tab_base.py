@@ -33,6 +33,11 @@ def _stable(label: str) -> str:
     return _NUMBER.sub("#", label)
 
 
+def _canvas_renderer():
+    """HoloViews' Bokeh renderer drawing on a 2D canvas (output_backend "canvas")."""
+    return hv.renderer("bokeh").instance(webgl=False)
+
+
 class PlotSlot:
     """One plot area: `show(element)` puts a HoloViews element on the page, in place."""
 
@@ -42,9 +47,13 @@ class PlotSlot:
         self._pipe: hv.streams.Pipe | None = None
         self._kind: Any = None
         self._labels: dict[str, str] = {}  # stable layer key -> legend text to show
+        # a slot that gets a new figure per update draws it on a 2D canvas, not WebGL: Chromium
+        # left a WebGL figure empty (axes and legend, no glyphs) when it replaced, on a shown
+        # tab, a figure put there a moment before (a result's second pass)
+        extra = {} if in_place else {"renderer": _canvas_renderer()}
         self.pane = pn.pane.HoloViews(hv.Div(""), sizing_mode="stretch_width",
                                       min_height=min_height, linked_axes=False,
-                                      css_classes=[f"sv-plot-{name}"])
+                                      css_classes=[f"sv-plot-{name}"], **extra)
         self.box = pn.Column(self.pane, sizing_mode="stretch_width", visible=False)
 
     def show(self, obj) -> None:

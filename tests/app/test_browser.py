@@ -362,3 +362,75 @@ def test_picker_takes_v2_and_v1_presets(served_app, page):
         choose_model(page, "base")  # back, for the next name
         wait_card(page, "l0", lambda v: abs(as_float(v) - base_l0) < 0.05 * base_l0, READY)
     assert errors == []
+
+
+# Per visible figure: its legend entries, its visible renderers with their row counts, and how
+# many strongly coloured pixels its canvas holds (glyphs are coloured; axes and text are grey).
+PAINT_JS = """
+() => {
+  const seen = new Set(), out = [];
+  const kids = (v) => { try { return Array.from(v.child_views ?? []); } catch (e) { return []; } };
+  const walk = (v) => {
+    if (!v || seen.has(v)) return; seen.add(v);
+    const m = v.model;
+    if (m && (m.type === 'Figure' || m.type === 'Plot')) {
+      const el = v.el, r = el ? el.getBoundingClientRect() : null;
+      if (el && el.isConnected && el.checkVisibility() && r.width > 0 && r.height > 0) {
+        const legends = [];
+        for (const a of [...m.center, ...m.right, ...m.left, ...m.above, ...m.below])
+          if (a.type === 'Legend') for (const it of a.items)
+            if (it.visible !== false && it.label) legends.push(String(it.label.value ?? ''));
+        const rows = [];
+        for (const g of m.renderers) {
+          if (!g.visible || !g.data_source || !g.data_source.data) continue;
+          rows.push(Math.max(0, ...Object.values(g.data_source.data).map((c) => c.length ?? 0)));
+        }
+        let coloured = -1;
+        try {
+          const c = v.canvas_view.primary.canvas;
+          const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          coloured = 0;
+          for (let i = 0; i < px.length; i += 4) {
+            const hi = Math.max(px[i], px[i + 1], px[i + 2]);
+            const lo = Math.min(px[i], px[i + 1], px[i + 2]);
+            if (px[i + 3] > 0 && hi - lo > 60) coloured++;
+          }
+        } catch (e) { coloured = -2; }
+        out.push({title: m.title ? (m.title.text || '') : '', legends, rows, coloured});
+      }
+    }
+    for (const c of kids(v)) walk(c);
+  };
+  for (const r of Object.values(Bokeh.index)) walk(r);
+  return out;
+}
+"""
+
+
+def test_superposition_of_a_new_dictionary_paints_every_layer(served_app, page):
+    """A link to the Superposition tab of a new dictionary compared with the base: its results
+    arrive in passes (the new superposition statistics follow), and each plot must end up with
+    a renderer per legend entry, with data, and glyphs actually painted on its canvas.
+    (A hidden dim no other test uses: its superposition statistics are never cached already.)"""
+    url, _ = served_app
+    errors = open_app(page, url + "?hidden_dim=448&compare_base=true&tab=4")
+    wait_card(page, "rho_mm", lambda v: v != "…", READY)
+    titles = ("Pairwise |cos|", "Max |cos|")
+    deadline = time.monotonic() + 60
+    while True:
+        plots = [p for p in page.evaluate(PAINT_JS) if p["title"].startswith(titles)]
+        done = len(plots) == 2 and all(
+            any(lg.startswith("base") for lg in p["legends"])
+            and len(p["rows"]) >= len(p["legends"]) and all(n > 0 for n in p["rows"])
+            and p["coloured"] > 2000 for p in plots)
+        if done or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(500)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "app-superposition-d448.png"))
+    assert len(plots) == 2, [p["title"] for p in plots]
+    for p in plots:
+        assert any(lg.startswith("base") for lg in p["legends"]), p
+        assert len(p["rows"]) >= len(p["legends"]) and all(n > 0 for n in p["rows"]), p
+        assert p["coloured"] > 2000, f"{p['title']}: nothing painted ({p['coloured']} px)"
+    assert errors == []
