@@ -413,7 +413,7 @@ def test_superposition_of_a_new_dictionary_paints_every_layer(served_app, page):
     a renderer per legend entry, with data, and glyphs actually painted on its canvas.
     (A hidden dim no other test uses: its superposition statistics are never cached already.)"""
     url, _ = served_app
-    errors = open_app(page, url + "?hidden_dim=448&compare_base=true&tab=4")
+    errors = open_app(page, url + "?hidden_dim=448&samples=2048&compare_base=true&tab=4")
     wait_card(page, "rho_mm", lambda v: v != "…", READY)
     titles = ("Pairwise |cos|", "Max |cos|")
     deadline = time.monotonic() + 60
