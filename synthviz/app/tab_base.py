@@ -8,6 +8,9 @@ switching tabs. Here each tab's child is its view's own Column, which Panel keep
 is hidden and puts back as it is; inside it every plot is a `DynamicMap` fed by a `Pipe`, so a new
 element updates the existing Bokeh figure's data, title and legend. Only a change of element
 type (a placeholder message becoming a plot) builds a new figure, inside that Column.
+Slots that get a new figure per update draw on a 2D canvas: a WebGL figure that replaced, on a
+shown tab, one put there a moment before (a result's second pass) kept its axes and legend but
+painted no glyphs in Chromium.
 
 All of this runs on the session's event loop: the Explorer assigns `results` there, and a view
 draws when its tab is shown (a hidden tab draws when it is opened).
