@@ -8,9 +8,9 @@ switching tabs. Here each tab's child is its view's own Column, which Panel keep
 is hidden and puts back as it is; inside it every plot is a `DynamicMap` fed by a `Pipe`, so a new
 element updates the existing Bokeh figure's data, title and legend. Only a change of element
 type (a placeholder message becoming a plot) builds a new figure, inside that Column.
-Slots that get a new figure per update draw on a 2D canvas: a WebGL figure that replaced, on a
-shown tab, one put there a moment before (a result's second pass) kept its axes and legend but
-painted no glyphs in Chromium.
+Slots that get a new figure per update draw on a 2D canvas: in Chromium a WebGL figure that
+replaced another one on the page (a second results pass, or any later update) kept its axes,
+legend and data but painted no glyphs.
 
 All of this runs on the session's event loop: the Explorer assigns `results` there, and a view
 draws when its tab is shown (a hidden tab draws when it is opened).
@@ -51,8 +51,7 @@ class PlotSlot:
         self._kind: Any = None
         self._labels: dict[str, str] = {}  # stable layer key -> legend text to show
         # a slot that gets a new figure per update draws it on a 2D canvas, not WebGL: Chromium
-        # left a WebGL figure empty (axes and legend, no glyphs) when it replaced, on a shown
-        # tab, a figure put there a moment before (a result's second pass)
+        # left a WebGL figure that replaced another one empty (axes and legend, no glyphs)
         extra = {} if in_place else {"renderer": _canvas_renderer()}
         self.pane = pn.pane.HoloViews(hv.Div(""), sizing_mode="stretch_width",
                                       min_height=min_height, linked_axes=False,

@@ -410,8 +410,9 @@ PAINT_JS = """
 def test_superposition_of_a_new_dictionary_paints_every_layer(served_app, page):
     """A link to the Superposition tab of a new dictionary compared with the base: its results
     arrive in passes (the new superposition statistics follow), and each plot must end up with
-    a renderer per legend entry, with data, and glyphs actually painted on its canvas.
-    (A hidden dim no other test uses: its superposition statistics are never cached already.)"""
+    a renderer per legend entry, with data, and glyphs actually painted on its canvas (a WebGL
+    figure replacing another one kept its legend and data but painted nothing). A hidden dim no
+    other test uses, so its statistics are not in the server's memory: they come as a new pass."""
     url, _ = served_app
     errors = open_app(page, url + "?hidden_dim=448&samples=2048&compare_base=true&tab=4")
     wait_card(page, "rho_mm", lambda v: v != "…", READY)
