@@ -396,7 +396,8 @@ PAINT_JS = """
             if (px[i + 3] > 0 && hi - lo > 60) coloured++;
           }
         } catch (e) { coloured = -2; }
-        out.push({title: m.title ? (m.title.text || '') : '', legends, rows, coloured});
+        out.push({id: m.id, title: m.title ? (m.title.text || '') : '', legends, rows,
+                  coloured});
       }
     }
     for (const c of kids(v)) walk(c);
@@ -407,31 +408,51 @@ PAINT_JS = """
 """
 
 
+SUPERPOSITION = ("Pairwise |cos|", "Max |cos|")
+
+
+def wait_painted(page, replacing: set[str] = frozenset(), timeout_s: float = 60) -> list[dict]:
+    """The two superposition plots once each has a base layer, a renderer with data per legend
+    entry and painted glyphs, and is not one of the figures `replacing` (ids); else the last."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        plots = [p for p in page.evaluate(PAINT_JS) if p["title"].startswith(SUPERPOSITION)]
+        if len(plots) == 2 and all(
+                p["id"] not in replacing and any(lg.startswith("base") for lg in p["legends"])
+                and len(p["rows"]) >= len(p["legends"]) and all(n > 0 for n in p["rows"])
+                and p["coloured"] > 2000 for p in plots) or time.monotonic() > deadline:
+            return plots
+        page.wait_for_timeout(500)
+
+
+def assert_painted(plots: list[dict], replacing: set[str] = frozenset()) -> None:
+    assert len(plots) == 2, [p["title"] for p in plots]
+    for p in plots:
+        assert p["id"] not in replacing, f"{p['title']}: not redrawn"
+        assert any(lg.startswith("base") for lg in p["legends"]), p
+        assert len(p["rows"]) >= len(p["legends"]) and all(n > 0 for n in p["rows"]), p
+        assert p["coloured"] > 2000, f"{p['title']}: nothing painted ({p['coloured']} px)"
+
+
 def test_superposition_of_a_new_dictionary_paints_every_layer(served_app, page):
     """A link to the Superposition tab of a new dictionary compared with the base: its results
     arrive in passes (the new superposition statistics follow), and each plot must end up with
     a renderer per legend entry, with data, and glyphs actually painted on its canvas (a WebGL
     figure replacing another one kept its legend and data but painted nothing). A hidden dim no
-    other test uses, so its statistics are not in the server's memory: they come as a new pass."""
+    other test uses, so its statistics are not in the server's memory: they come as a new pass.
+    Then a cheap change (relative p) replaces the figures once more: painted again."""
     url, _ = served_app
     errors = open_app(page, url + "?hidden_dim=448&samples=2048&compare_base=true&tab=4")
     wait_card(page, "rho_mm", lambda v: v != "…", READY)
-    titles = ("Pairwise |cos|", "Max |cos|")
-    deadline = time.monotonic() + 60
-    while True:
-        plots = [p for p in page.evaluate(PAINT_JS) if p["title"].startswith(titles)]
-        done = len(plots) == 2 and all(
-            any(lg.startswith("base") for lg in p["legends"])
-            and len(p["rows"]) >= len(p["legends"]) and all(n > 0 for n in p["rows"])
-            and p["coloured"] > 2000 for p in plots)
-        if done or time.monotonic() > deadline:
-            break
-        page.wait_for_timeout(500)
+    plots = wait_painted(page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "app-superposition-d448.png"))
-    assert len(plots) == 2, [p["title"] for p in plots]
-    for p in plots:
-        assert any(lg.startswith("base") for lg in p["legends"]), p
-        assert len(p["rows"]) >= len(p["legends"]) and all(n > 0 for n in p["rows"]), p
-        assert p["coloured"] > 2000, f"{p['title']}: nothing painted ({p['coloured']} px)"
+    assert_painted(plots)
+    shown = {p["id"] for p in plots}
+    handle = page.locator(".sv-w-rel-p .noUi-handle").first
+    handle.focus()
+    for _ in range(2):  # rel_p 1.0 -> 0.9
+        handle.press("ArrowLeft")
+    plots = wait_painted(page, replacing=shown)
+    assert_painted(plots, replacing=shown)
     assert errors == []
