@@ -53,7 +53,8 @@ def stats_label(stats) -> str:
 def create_max_cos_scatter(stats, probabilities, base=None, base_probabilities=None) -> hv.Overlay:
     """Each feature's largest |cos| with any other feature against its firing probability.
 
-    All N points are drawn (WebGL), with hover: feature id, closest partner, p95/p99 |cos|.
+    All N points are drawn, with hover: feature id, closest partner, p95/p99 |cos| (the app
+    draws this figure on a 2D canvas, see `synthviz.app.tab_base`).
     probabilities: the per-feature firing probability to put on the x axis (the expected rate).
     """
     if stats is None:
