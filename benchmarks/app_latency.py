@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.app.test_matrix import (_legend, _rates, check_tab, compare_on, facts,  # noqa: E402
+from tests.app.test_matrix import (_rates, check_tab, compare_on, facts,  # noqa: E402
                                    visible_plots)
 from tests.app.test_browser import card, show_tab  # noqa: E402
 
@@ -69,17 +69,19 @@ def shows_new_model(page, tab: str, before: dict, want_base: bool) -> bool:
         freq = _rates(p, "feature", "rate") if p else {}
     if check_tab(tab, plots, f, want_base, freq, {}):
         return False
-    if tab == "Magnitudes":  # a new std changes no card: the legend's mean magnitude must
-        p = next((p for p in plots if p["title"].startswith("Magnitudes")), None)
-        return p is not None and _legend(p, "all active") != before["magnitude_legend"]
+    if tab == "Magnitudes":  # a new std changes no card: the histogram's data must change
+        return _magnitude_data(plots) != before["magnitude_data"]
     return True
 
 
-def snapshot(page) -> dict:
-    plots = visible_plots(page)
+def _magnitude_data(plots) -> str | None:
     p = next((p for p in plots if p["title"].startswith("Magnitudes")), None)
+    return None if p is None else repr([sorted(d["sums"].items()) for d in p["data"]])
+
+
+def snapshot(page) -> dict:
     return {"facts": facts(page), "base": compare_on(page),
-            "magnitude_legend": None if p is None else _legend(p, "all active")}
+            "magnitude_data": _magnitude_data(visible_plots(page))}
 
 
 def timed(page, tab: str, act, want_base: bool = False, timeout: float = 120.0) -> float:
@@ -131,7 +133,8 @@ def main(argv=None) -> int:
                 box.fill(name)
                 box.press("Enter")
 
-            presets = ["rel-p-0.5", "rel-p-0.25", "rel-p-2.0", "std-0.1", "base"]
+            # v2 presets: the base's own dictionary (the seed's names are built on base-v1)
+            presets = ["v2/rel-p-0.5", "v2/rel-p-0.25", "v2/rel-p-1.5", "v2/std-0.1", "base"]
             kinds = [
                 ("relative p (L0 tab)", "L0", lambda i: key(page, "rel-p", "ArrowLeft"), False),
                 ("constant std (Magnitudes tab)", "Magnitudes",
