@@ -17,12 +17,13 @@ import torch
 from synthviz.config_fields import integer as _int
 from synthviz.config_fields import number as _num
 from synthviz.config_fields import take_fields as _take_fields
-from synthviz.errors import ConfigError
+from synthviz.errors import ConfigError, ModelFileError
 from synthviz.generators import (
     FIRING_PROBABILITIES, MAGNITUDES, ConstantMagnitude, ConstantProbability,
     ExponentialMagnitude, FoldedNormalMagnitude, LinearMagnitude, LinearProbability, Magnitude,
     RandomProbability, ZipfianProbability, magnitude_from_json, magnitude_to_json,
     magnitude_values)
+from synthviz.hierarchy_nodes import truth_value
 
 __all__ = [
     "DTYPES", "FIRING_PROBABILITIES", "MAGNITUDES", "ConstantMagnitude", "ConstantProbability",
@@ -94,9 +95,10 @@ class HierarchyConfig:
             raise ConfigError(f"{w}.mutually_exclusive_max_depth must be >= mutually_exclusive_min_depth")
         for name in ("compensate_probabilities", "scale_children_by_parent"):
             # sae_lens reads these by truth value, so 0 and 1 work as well as false and true
-            v = getattr(self, name)
-            if not isinstance(v, (bool, int)) or v not in (0, 1):
-                raise ConfigError(f"{w}.{name}: expected true or false, got {v!r}")
+            try:
+                setattr(self, name, truth_value(getattr(self, name), f"{w}.{name}"))
+            except ModelFileError as exc:
+                raise ConfigError(str(exc)) from None
 
     @property
     def branching_range(self) -> tuple[int, int]:

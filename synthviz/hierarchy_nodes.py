@@ -19,6 +19,20 @@ MAX_HIERARCHY_NODES = 10_000_000
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on", "y", "t"})
 
 
+def truth_value(v: Any, where: str) -> bool:
+    """A config flag as sae_lens reads it (its truth value): booleans, 0 and 1, and strings that
+    mean their truth value ("true", "yes", ""). A string meaning false ("false", "0") is refused:
+    sae_lens would read it as true, and silently doing either misleads."""
+    if isinstance(v, bool) or (isinstance(v, int) and v in (0, 1)):
+        return bool(v)
+    if isinstance(v, str) and (v == "" or v.strip().lower() in _TRUE_WORDS):
+        return bool(v)
+    if isinstance(v, str):
+        raise ModelFileError(f"{where} is the string {v[:40]!r}; sae_lens reads any non-empty "
+                             f"string as true: write true or false")
+    raise ModelFileError(f"{where}: expected true or false, got {str(v)[:40]!r}")
+
+
 def _me_flag(v: Any, name: str, where: str) -> bool:
     """mutually_exclusive_children as sae_lens samples it (its truth value). A string whose
     meaning differs from its truth value ("false", "0", "no") is refused: sae_lens would make

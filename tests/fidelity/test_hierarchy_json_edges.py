@@ -242,3 +242,45 @@ def test_the_hierarchy_tab_draws_the_group_above_a_root(tmp_path):
     nodes = next(e for e in el if isinstance(e, hv.Graph)).nodes
     assert "animals" in list(nodes.dimension_values("label"))
     assert {0, 1, 2} <= set(nodes.dimension_values("feature").tolist())
+
+
+@pytest.mark.parametrize("text", ["true", "True", "yes", "1"])
+def test_config_flags_written_as_strings_meaning_true_build_like_sae_lens(text):
+    # sae_lens reads the config's hierarchy flags by truth value: the string builds the model
+    # that `true` builds, in sae_lens and in synthviz
+    from sae_lens.synthetic import SyntheticModel, SyntheticModelConfig
+
+    from synthviz.config import ModelConfig
+    from synthviz.model import build_model
+    from tests.conftest import SMALL_CONFIG
+
+    as_bool, as_text = (json.loads(json.dumps(SMALL_CONFIG)) for _ in range(2))
+    for d, v in ((as_bool, True), (as_text, text)):
+        d["hierarchy"]["compensate_probabilities"] = v
+        d["hierarchy"]["scale_children_by_parent"] = v
+    theirs = [SyntheticModel(SyntheticModelConfig.from_dict(d)).activation_generator
+              .firing_probabilities for d in (as_bool, as_text)]
+    assert torch.equal(theirs[0], theirs[1])
+    cfg = ModelConfig.from_dict(as_text)
+    assert cfg.hierarchy.compensate_probabilities is True
+    assert cfg.hierarchy.scale_children_by_parent is True
+    assert cfg.to_dict()["hierarchy"]["compensate_probabilities"] is True  # written as a bool
+    ours = build_model(cfg, device="cpu").firing_probabilities
+    assert torch.equal(ours, build_model(ModelConfig.from_dict(as_bool), device="cpu")
+                       .firing_probabilities)
+    torch.testing.assert_close(ours.to(theirs[0].dtype), theirs[0])
+
+
+@pytest.mark.parametrize("field", ["compensate_probabilities", "scale_children_by_parent"])
+def test_config_flags_written_as_strings_meaning_false_are_refused(field):
+    from sae_lens.synthetic import SyntheticModelConfig
+
+    from synthviz.config import ModelConfig
+    from tests.conftest import SMALL_CONFIG
+
+    d = json.loads(json.dumps(SMALL_CONFIG))
+    d["hierarchy"][field] = "false"
+    assert getattr(SyntheticModelConfig.from_dict(d).hierarchy, field)  # sae_lens: true
+    with pytest.raises(SynthvizError, match=f"hierarchy.{field} is the string 'false'.*"
+                                            "reads any non-empty string as true"):
+        ModelConfig.from_dict(d)
