@@ -11,6 +11,8 @@ def ready_status(model, samples: int, total: float, took: dict[str, float]) -> s
     """The final status; when the update took long it says what the time went on."""
     line = f"ready: N={model.num_features:,}, D={model.hidden_dim:,}, {samples:,} samples"
     if total < 2.0:
+        if took.get("sampling", total) < 0.005:  # nothing sampled: the statistics were cached
+            return f"{line} (statistics from the cache) in {total:.2f} s"
         return f"{line} in {took.get('sampling', total):.2f} s"
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(took.items(), key=lambda kv: -kv[1])
                       if v >= 0.05)

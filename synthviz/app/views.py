@@ -34,7 +34,9 @@ from synthviz.fidelity import ExportCheck
 
 log = logging.getLogger(__name__)
 
-MODEL_LABEL = "model: a preset, a model folder, or a Hub id (owner/name[:subfolder])"
+MODEL_LABEL = "model: preset, folder or Hub id"  # fits the sidebar; the tooltip says more
+MODEL_HELP = ("A preset name (v1 names are built on base-v1, v2/NAME on the v2 base), a local "
+              "model folder, or a Hub id owner/name[:subfolder].")
 SAMPLE_OPTIONS = [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144]
 
 class Explorer(pn.viewable.Viewer):
@@ -73,7 +75,7 @@ class Explorer(pn.viewable.Viewer):
         self.w = w = {
             # one model picker: a preset name, a model folder or a Hub id, typed or chosen
             "model": W.AutocompleteInput(
-                label=MODEL_LABEL, options=preset_names(), restrict=False, case_sensitive=False,
+                label=MODEL_LABEL, description=MODEL_HELP, options=preset_names(), restrict=False, case_sensitive=False,
                 search_strategy="starts_with", min_characters=1,
                 value=self.controller.model_choice(),
                 placeholder="a preset, a model folder or owner/name", sizing_mode="stretch_width"),

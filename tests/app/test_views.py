@@ -175,6 +175,9 @@ def test_status_says_what_took_the_time():
     assert "took 35.2 s" in slow and "loading the source 34.1 s" in slow
     assert slow.index("loading") < slow.index("sampling")
     assert ready_status(M, 8192, 0.8, {"sampling": 0.63}).endswith("in 0.63 s")
+    # statistics from the cache: no "8,192 samples in 0.00 s"
+    cached = ready_status(M, 8192, 0.05, {"sampling": 0.0})
+    assert cached.endswith("samples (statistics from the cache) in 0.05 s"), cached
 
 
 def test_export_message_sits_by_the_button_and_status_returns(explorer, tmp_path, monkeypatch):
