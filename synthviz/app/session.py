@@ -64,6 +64,25 @@ class SessionLoop:
         for fn in held:
             self._run(fn)
 
+    def later(self, seconds: float, fn) -> None:
+        """Run `fn` on the session's loop after `seconds` (call it from the loop)."""
+        doc = self.doc
+        if doc is None:
+            timer = threading.Timer(seconds, fn)
+            timer.daemon = True
+            timer.start()
+            return
+        if not doc.session_context:
+            return
+
+        def cb():
+            with set_curdoc(doc):
+                self._run(fn)
+        try:
+            doc.add_timeout_callback(cb, int(seconds * 1000))
+        except Exception as exc:  # the session is gone
+            log.debug("page update dropped: %s", exc)
+
     @staticmethod
     def _run(fn) -> None:
         try:

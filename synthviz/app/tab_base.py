@@ -8,9 +8,10 @@ switching tabs. Here each tab's child is its view's own Column, which Panel keep
 is hidden and puts back as it is; inside it every plot is a `DynamicMap` fed by a `Pipe`, so a new
 element updates the existing Bokeh figure's data, title and legend. Only a change of element
 type (a placeholder message becoming a plot) builds a new figure, inside that Column.
-Slots that get a new figure per update draw on a 2D canvas: in Chromium a WebGL figure that
-replaced another one on the page (a second results pass, or any later update) kept its axes,
-legend and data but painted no glyphs.
+Every slot draws on a 2D canvas, not WebGL: in Chromium a WebGL figure that replaced another one
+kept its axes, legend and data but painted no glyphs, and WebGL glyphs updated in place failed
+("Size mismatch") when the number of points changed. An in-place update costs a fraction of a
+new figure, on the server (no new Bokeh models) and in the browser (no new views).
 
 All of this runs on the session's event loop: the Explorer assigns `results` there, and a view
 draws when its tab is shown (a hidden tab draws when it is opened).
@@ -50,12 +51,11 @@ class PlotSlot:
         self._pipe: hv.streams.Pipe | None = None
         self._kind: Any = None
         self._labels: dict[str, str] = {}  # stable layer key -> legend text to show
-        # a slot that gets a new figure per update draws it on a 2D canvas, not WebGL: Chromium
-        # left a WebGL figure that replaced another one empty (axes and legend, no glyphs)
-        extra = {} if in_place else {"renderer": _canvas_renderer()}
+        # a 2D canvas, not WebGL (see the module docstring)
         self.pane = pn.pane.HoloViews(hv.Div(""), sizing_mode="stretch_width",
                                       min_height=min_height, linked_axes=False,
-                                      css_classes=[f"sv-plot-{name}"], **extra)
+                                      css_classes=[f"sv-plot-{name}"],
+                                      renderer=_canvas_renderer())
         self.box = pn.Column(self.pane, sizing_mode="stretch_width", visible=False)
 
     def show(self, obj) -> None:

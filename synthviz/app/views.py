@@ -16,6 +16,7 @@ import html
 import json
 import logging
 import threading
+import time
 from functools import partial
 from typing import Any
 from urllib.parse import urlencode
@@ -38,6 +39,9 @@ MODEL_LABEL = "model: preset, folder or Hub id"  # fits the sidebar; the tooltip
 MODEL_HELP = ("A preset name (v1 names are built on base-v1, v2/NAME on the v2 base), a local "
               "model folder, or a Hub id owner/name[:subfolder].")
 SAMPLE_OPTIONS = [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144]
+# work shorter than this shows no progress bar: showing and hiding one costs the browser a
+# relayout and its animation a share of the CPU that the server's sampling needs
+PROGRESS_AFTER_S = 0.6
 
 class Explorer(pn.viewable.Viewer):
     """One session's page: controls, status, cards, plot tabs and export."""
@@ -53,6 +57,8 @@ class Explorer(pn.viewable.Viewer):
         self.loop = SessionLoop()
         self._seq_lock = threading.Lock()
         self._seq = self._applied_seq = 0
+        self._status_queued = False  # one status update waits on the loop at a time
+        self._busy_since: float | None = None
         self._build_widgets()
         self._build_main()
         self.export = ExportPanel(controller=c, loop=self.loop)
@@ -307,16 +313,30 @@ class Explorer(pn.viewable.Viewer):
             loc.search = search
 
     def _on_status(self, *events) -> None:
+        with self._seq_lock:  # the queued update shows the latest values: one is enough
+            if self._status_queued:
+                return
+            self._status_queued = True
         self._dispatch(self._apply_status)
 
     def _apply_status(self) -> None:
         """Shows the controller's current status when it runs (not the one that queued it), so
-        callbacks run out of order still end at the latest (see `_apply`)."""
+        callbacks run out of order still end at the latest (see `_apply`). The progress bar
+        appears once the work has lasted `PROGRESS_AFTER_S`."""
+        with self._seq_lock:
+            self._status_queued = False
         c = self.controller
         status, busy, pct, err = c.status, c.busy, c.progress, c.error
         self.status.object = f"**status:** {html.escape(status)}"
-        self.progress.visible = busy
-        self.progress.active = busy
+        now = time.monotonic()
+        if not busy:
+            self._busy_since = None
+        elif self._busy_since is None:
+            self._busy_since = now
+            self.loop.later(PROGRESS_AFTER_S, self._on_status)  # still busy then: the bar
+        bar = busy and now - self._busy_since >= PROGRESS_AFTER_S - 0.02
+        self.progress.visible = bar
+        self.progress.active = bar
         # -1: an indeterminate bar for steps that report no progress of their own
         self.progress.value = pct if busy and 0 < pct < 100 else (-1 if busy else 100)
         self.alert.object = html.escape(err)

@@ -42,7 +42,9 @@ class PlotSpec:
     tab: str
     make: Make
     options: tuple[str, ...] = ()  # view settings `make` reads from `options`
-    in_place: bool = False  # the app may update its figure in place (no WebGL glyphs)
+    # the app updates the figure in place (data, title, legend); False: a new figure per
+    # update (heatmaps and graphs, whose categorical axes and layouts change with the data)
+    in_place: bool = False
     doc: str = ""
 
     def create(self, results, **options):
@@ -202,7 +204,7 @@ def _magnitude_panel(i: int) -> Make:
 PLOTS = PlotRegistry()
 PLOTS.register("l0", "L0", _l0, in_place=True, doc="L0 per sample, with the expected values")
 PLOTS.register("frequencies", "Frequencies",
-               lambda r, o: create_frequency_plot(r.firing, base=r.base_firing),
+               lambda r, o: create_frequency_plot(r.firing, base=r.base_firing), in_place=True,
                doc="firing rate by rank: measured, expected and stored p")
 PLOTS.register("cooccurrence", "Co-occurrence",
                lambda r, o: _cooc(r.model, r.stats, o.get("measure", "lift"), None),
@@ -218,12 +220,12 @@ PLOTS.register("tree_base", "Hierarchy", _tree_base, options=("tree_root",),
 PLOTS.register("forest", "Hierarchy", _forest, doc="the forest's shape by depth")
 PLOTS.register("cos_hist", "Superposition",
                lambda r, o: create_cos_histogram(r.superposition, r.base_superposition),
-               doc="histogram of |cos| between feature directions")
-PLOTS.register("max_cos", "Superposition", _max_cos,
+               in_place=True, doc="histogram of |cos| between feature directions")
+PLOTS.register("max_cos", "Superposition", _max_cos, in_place=True,
                doc="each feature's max |cos| against its rate")
-PLOTS.register("interference", "Superposition", _interference,
+PLOTS.register("interference", "Superposition", _interference, in_place=True,
                doc="readout error of active and inactive features")
-PLOTS.register("magnitudes", "Magnitudes", _magnitude_panel(0),
+PLOTS.register("magnitudes", "Magnitudes", _magnitude_panel(0), in_place=True,
                doc="magnitudes of active features, by depth")
-PLOTS.register("magnitudes_relative", "Magnitudes", _magnitude_panel(1),
+PLOTS.register("magnitudes_relative", "Magnitudes", _magnitude_panel(1), in_place=True,
                doc="magnitudes relative to each feature's mean")

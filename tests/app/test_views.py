@@ -276,3 +276,27 @@ def test_worker_updates_wait_until_the_session_is_live():
     t.start()
     t.join()
     assert len(loop.doc.callbacks) == 1 and seen == [0, 1, 2]
+
+
+def test_progress_bar_only_for_work_that_lasts(explorer):
+    """Short work shows no progress bar (showing one costs the browser a relayout and CPU time
+    the sampling needs); work still running after PROGRESS_AFTER_S shows it."""
+    import time
+
+    from synthviz.app.views import PROGRESS_AFTER_S
+    c, ex, root = explorer
+    assert c.wait(WAIT)
+    try:
+        c.param.update(busy=True, status="sampling 8,192")
+        assert not ex.progress.visible  # just started
+        c.param.update(busy=False, status="ready")
+        time.sleep(PROGRESS_AFTER_S + 0.3)
+        assert not ex.progress.visible  # finished before the bar was due
+        c.param.update(busy=True, status="building")
+        deadline = time.monotonic() + PROGRESS_AFTER_S + 5
+        while not ex.progress.visible and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ex.progress.visible and ex.progress.active
+    finally:
+        c.param.update(busy=False, status="ready")
+    assert not ex.progress.visible
