@@ -84,7 +84,9 @@ class SAEPlots(TabView):
         self.in_place = tuple(s.name for s in self.registry if s.in_place)
         super().__init__(**params)
         if self.results is None:
-            self.draw(None)
+            self.draw(None)  # the placeholders
+        else:
+            self._refresh()
 
     def draw(self, res: SAEResults | None) -> None:
         for spec in self.registry:
@@ -123,13 +125,15 @@ class SAEView(pn.viewable.Viewer):
         self.cards = pn.FlexBox()
         self.table = pn.pane.Markdown("")
         # the plots, from the SAE plot registry (`registry`: another one, e.g. in tests)
-        self.plots = SAEPlots(registry=registry, metric=self.metric, tree_root=self.tree_root)
+        self.plots = SAEPlots(registry=registry, results=self.results, metric=self.metric,
+                              tree_root=self.tree_root)
         self.refresh_button.on_click(lambda e: self.refresh())
         self.run_button.on_click(lambda e: self.run())
         self.cancel_button.on_click(lambda e: self.cancel())
         self.param.watch(self._redraw, ["metric", "tree_root", "results"])
         self.param.watch(self._model_changed, ["model", "base"])
         self._layout: pn.Column | None = None
+        self._numbers()
         self.refresh()
 
     # -------------------------------------------------------------- threading
@@ -254,11 +258,17 @@ class SAEView(pn.viewable.Viewer):
 
     # -------------------------------------------------------------- drawing
     def _redraw(self, *events) -> None:
+        if any(e.name == "results" for e in events):
+            self._numbers()
+        self.plots.param.update(results=self.results, metric=self.metric,
+                                tree_root=self.tree_root)
+
+    def _numbers(self) -> None:
+        """The cards and the table of the results shown."""
         res = self.results
-        if res is not None and any(e.name == "results" for e in events):
+        if res is not None:
             self.cards.objects = self._cards(res.current, res.base)
             self.table.object = self._table(res.by_model())
-        self.plots.param.update(results=res, metric=self.metric, tree_root=self.tree_root)
 
     @staticmethod
     def _cards(cur, base) -> list:
