@@ -769,16 +769,17 @@ SAE_LENS = [
     code(SETUP, """
     import dataclasses
 
+    import numpy as np
     import torch
     from IPython.display import Markdown, display
 
     import synthviz
     from synthviz.app.sae_tab import SAEView
-    from synthviz.plots.sae_cosine import cosine_block, create_cosine_plot
-    from synthviz.plots.sae_recovery import create_recovery_plot
-    from synthviz.plots.sae_tree import create_sae_tree_plot, most_absorbed_root, sae_tree_table
-    from synthviz.sae import compare_models, compare_saes, evaluate_sae
+    from synthviz.plots.sae_registry import SAE_PLOTS
+    from synthviz.sae import compare_saes
     from synthviz.sae.compare import headline_table
+    from synthviz.sae.results import evaluate_for_view
+    from synthviz.sae.view_stats import most_absorbed_root, sae_tree_table
     from synthviz.sae.training import train_toy_sae
     from synthviz.variations import Variation
 
@@ -822,12 +823,15 @@ SAE_LENS = [
 
     The headline numbers are sae_lens's (`eval_sae_on_synthetic_data`'s definitions). The
     decoder-only ones (MCC, uniqueness) are computed exactly as sae_lens does, so they are equal
-    to its functions' values.
+    to its functions' values. `evaluate_for_view` is the evaluation the app's SAE tab runs: it
+    returns an `SAEResults` snapshot holding the evaluation (`current`, and `base` when
+    compared), the model's forest and the SAE-against-truth |cos| block the views draw.
     """),
     code("""
     from sae_lens.synthetic.evals import feature_uniqueness, mean_correlation_coefficient
 
-    result = evaluate_sae(small, sae, N_SAMPLES, seed=1)
+    res = evaluate_for_view(sae, {"current": small}, N_SAMPLES, seed=1, name="toy SAE")
+    result = res.current
     show_table(headline_table({"toy SAE": result}))
     assert result.mcc == mean_correlation_coefficient(sae.W_dec, small.feature_vectors)
     assert result.uniqueness == feature_uniqueness(sae.W_dec, small.feature_vectors)
@@ -835,29 +839,42 @@ SAE_LENS = [
     result.summary
     """),
     md("""
-    ## Recovery per feature
-
-    Each feature at its firing rate and the F1 of its best latent (by decoder |cos|) as its
-    detector. Rare features are the ones an SAE misses.
-    """),
-    code("""
-    create_recovery_plot(result.features)
-    """),
-    md("""
     ## Absorption on the trees
 
     Per parent->child edge (SAELens proposal #729): `P(parent latent fires | parent on, child
     off) - P(parent latent fires | parent on, child on)`. A positive gap means the child
-    absorbs the parent's latent. The tree shown is the one holding the largest gap.
+    absorbs the parent's latent. The tree the views show first is the one holding the largest
+    gap; its table (one row per node: the best latent's F1, and the gap of the edge into it) is
+    the statistic the tree plot draws.
     """),
     code("""
     root = most_absorbed_root(small.forest, result.edges)
-    create_sae_tree_plot(sae_tree_table(small.forest, root, result.features, result.edges))
+    tree = sae_tree_table(small.forest, root, result.features, result.edges)
+    worst = int(np.nanargmax(tree["gap"])) if np.isfinite(tree["gap"]).any() else 0
+    print(f"tree of root {root}: {len(tree['feature'])} nodes; largest gap "
+          f"{tree['gap'][worst]:.3f} on the edge {tree['parent'][worst]} -> {tree['feature'][worst]}")
+    """),
+    md("""
+    ## The views, from the SAE plot registry
+
+    The app's SAE tab and this notebook draw from the same list,
+    `synthviz.plots.sae_registry.SAE_PLOTS`: each entry is a name and a pure function from an
+    `SAEResults` snapshot (and the view settings `metric` and `tree_root`) to a plot.
+
+    - **Recovery per feature:** each feature at its firing rate and the F1 of its best latent
+      (by decoder |cos|) as its detector. Rare features are the ones an SAE misses.
+    - **The tree:** coloured by recovery, with the absorption gap on its edges (`tree_root=None`:
+      the most absorbed tree).
+    - **The cosine heatmap:** the best-matched latents' decoder rows against their features,
+      ordered by match; a good SAE shows a bright diagonal.
+
+    A new plot registered there shows up here and in the app without further changes.
     """),
     code("""
-    block = cosine_block(sae.W_dec, small.feature_vectors, result.latents["best_feature"],
-                         result.latents["best_cos"])
-    create_cosine_plot(block)
+    print({spec.name: spec.doc for spec in SAE_PLOTS})
+    drawn = {spec.name: spec.create(res, metric="f1", tree_root=None) for spec in SAE_PLOTS}
+    assert not any(isinstance(el, hv.Text) for el in drawn.values()), drawn  # no placeholder
+    hv.Layout(list(drawn.values())).cols(1)
     """),
     md("""
     ## Distribution shift, and several SAEs on one model
@@ -867,11 +884,11 @@ SAE_LENS = [
     """),
     code("""
     shifted = Variation(rel_p=2.0).apply(small)
-    both = compare_models(sae, {"trained on": small, "rel_p x2": shifted}, N_SAMPLES, seed=2)
-    show_table(headline_table(both))
-    assert both["rel_p x2"].true_l0 > 1.4 * both["trained on"].true_l0
-    assert both["rel_p x2"].mcc == both["trained on"].mcc
-    create_recovery_plot(both["rel_p x2"].features, base=both["trained on"].features)
+    shift = evaluate_for_view(sae, {"current": shifted, "base": small}, N_SAMPLES, seed=2)
+    show_table(headline_table({"trained on": shift.base, "rel_p x2": shift.current}))
+    assert shift.current.true_l0 > 1.4 * shift.base.true_l0
+    assert shift.current.mcc == shift.base.mcc
+    SAE_PLOTS.get("sae_recovery").create(shift, metric="f1")  # the base as binned means
     """),
     code("""
     stricter = dataclasses.replace(sae, threshold=sae.threshold * 1.5)
@@ -889,7 +906,7 @@ SAE_LENS = [
     view = SAEView(root="saes", model=shifted, base=small, samples=N_SAMPLES)
     view.sae_folder = "toy-batchtopk"
     view.run().join()
-    assert view.results["current"].mcc == result.mcc
+    assert view.results.current.mcc == result.mcc
     view
     """),
 ]

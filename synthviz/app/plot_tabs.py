@@ -10,18 +10,13 @@ the page gives each view the controller (when it has a `controller` param), the 
 
 from __future__ import annotations
 
-import logging
-
 import panel as pn
 import param
 
 from synthviz.app.results import Results
 from synthviz.app.sae_tab import SAEView
 from synthviz.app.tab_base import TabView
-from synthviz.plots._style import empty
-from synthviz.plots.registry import PLOTS, PlotSpec, tree_root_for
-
-log = logging.getLogger(__name__)
+from synthviz.plots.registry import PLOTS, tree_root_for
 
 COOC_NOTE = (
     "**Colours.** Red: the pair fires together more often than if independent (lift > 1); "
@@ -29,16 +24,6 @@ COOC_NOTE = (
     "siblings: those are drawn dark blue at any sample count, since they can never co-fire. "
     "Light grey: the diagonal (a feature with itself) and pairs with fewer than 10 expected joint "
     "counts, too few to estimate (more samples shrink the grey).")
-
-
-def _safe(view: TabView, spec: PlotSpec, res, options: dict) -> None:
-    """One plot failing becomes a message in its slot rather than taking the tab down."""
-    try:
-        obj = spec.create(res, **options)
-    except Exception as exc:
-        log.exception("plot %s failed", spec.name)
-        obj = empty(f"{spec.name}: {type(exc).__name__}: {exc}")
-    view.slot[spec.name].show(obj)
 
 
 class PlotTab(TabView):
@@ -61,7 +46,7 @@ class PlotTab(TabView):
     def draw(self, res) -> None:
         self.set_note(self.tab_note(res))
         for spec in PLOTS.for_tab(self.tab):
-            _safe(self, spec, res, {k: getattr(self, k) for k in spec.options})
+            self.show_spec(spec, res, {k: getattr(self, k) for k in spec.options})
 
 
 class CooccurrenceView(PlotTab):

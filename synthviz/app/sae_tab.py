@@ -1,12 +1,16 @@
 """The app's "SAE" tab: choose an SAE folder under an allowed root, evaluate it against the current
-model's ground truth (and the base's, for distribution shift), and show headline cards, recovery
-against firing rate, a hierarchy tree coloured by recovery with absorption on its edges, and the
-SAE-against-truth |cos| heatmap.
+model's ground truth (and the base's, for distribution shift), and show headline cards, a metrics
+table and the SAE plot registry's plots (`synthviz.plots.sae_registry.SAE_PLOTS`: recovery against
+firing rate, a hierarchy tree coloured by recovery with absorption on its edges, the
+SAE-against-truth |cos| heatmap).
 
 Self-contained: it needs only a model (and optionally a base model) through `param.ClassSelector`
-inputs. Work runs on a thread with a progress bar and a Cancel button; results are cached per
-(model, SAE files, samples, seed); every error is a message on the page and the tab stays usable.
-SAE folders are only read under `sae_root()` (env `SYNTHVIZ_SAE_ROOT`, default `./saes`).
+inputs. The evaluation is `synthviz.sae.results.evaluate_for_view`, run on a thread with a progress
+bar and a Cancel button; its `SAEResults` snapshots are cached per (model, SAE files, samples,
+seed) and drawn by `SAEPlots`, a `TabView` whose slots are the registry's entries (a new entry
+is a new plot here, with no change to this module). Every error is a message on the page and the
+tab stays usable. SAE folders are only read under `sae_root()` (env `SYNTHVIZ_SAE_ROOT`, default
+`./saes`).
 """
 
 from __future__ import annotations
@@ -21,14 +25,12 @@ import numpy as np
 import panel as pn
 import param
 
+from synthviz.app.tab_base import TabView
 from synthviz.errors import Cancelled, SynthvizError
 from synthviz.model import SynthModel
-from synthviz.plots._style import empty
-from synthviz.plots.sae_cosine import cosine_block, create_cosine_plot
-from synthviz.plots.sae_recovery import create_recovery_plot
-from synthviz.plots.sae_tree import create_sae_tree_plot, most_absorbed_root, sae_tree_table
-from synthviz.sae.compare import compare_models
+from synthviz.plots.sae_registry import SAE_PLOTS
 from synthviz.sae.loading import CFG_FILE, load_sae
+from synthviz.sae.results import SAEResults, evaluate_for_view
 
 log = logging.getLogger(__name__)
 CACHE_SIZE = 8
@@ -62,6 +64,35 @@ def _card(title: str, value: str, sub: str = "") -> pn.pane.Markdown:
                             f"<br><small>{sub}</small>", width=150, margin=(4, 8))
 
 
+METRICS = ["f1", "recall", "precision"]
+
+
+class SAEPlots(TabView):
+    """The SAE tab's plots: one slot per entry of the SAE plot registry (`SAE_PLOTS`, read when
+    the view is made), drawn from an `SAEResults` snapshot with the view settings `metric` and
+    `tree_root`, and redrawn when any of them changes. Before any evaluation each entry shows
+    its placeholder."""
+
+    results = param.ClassSelector(class_=SAEResults, allow_None=True, doc="what the plots show")
+    active = param.Boolean(default=True, doc="shown (the SAE tab draws while it is open)")
+    metric = param.Selector(default="f1", objects=METRICS)
+    tree_root = param.Integer(default=None, allow_None=True)
+
+    def __init__(self, registry=None, **params):
+        self.registry = SAE_PLOTS if registry is None else registry
+        self.slots = tuple(s.name for s in self.registry)
+        self.in_place = tuple(s.name for s in self.registry if s.in_place)
+        super().__init__(**params)
+        if self.results is None:
+            self.draw(None)  # the placeholders
+        else:
+            self._refresh()
+
+    def draw(self, res: SAEResults | None) -> None:
+        for spec in self.registry:
+            self.show_spec(spec, res, {k: getattr(self, k) for k in spec.options})
+
+
 class SAEView(pn.viewable.Viewer):
     """SAE evaluation tab. Inputs: `model` (the current model) and `base` (for comparison)."""
 
@@ -71,22 +102,19 @@ class SAEView(pn.viewable.Viewer):
     samples = param.Integer(default=20_000, bounds=(1_000, 2_000_000))
     seed = param.Integer(default=0, bounds=(0, None))
     compare_base = param.Boolean(default=True, doc="also evaluate on the base model")
-    metric = param.Selector(default="f1", objects=["f1", "recall", "precision"])
+    metric = param.Selector(default="f1", objects=METRICS)
     tree_root = param.Integer(default=None, allow_None=True)
-    results = param.Dict(default=None, allow_None=True, doc="{'current': result, 'base': ...}")
+    results = param.ClassSelector(class_=SAEResults, allow_None=True, doc="the shown evaluation")
     busy = param.Boolean(default=False)
     status = param.String(default="")
 
-    def __init__(self, root: str | Path | None = None, **params):
+    def __init__(self, root: str | Path | None = None, registry=None, **params):
         super().__init__(**params)
         self.root = Path(root).expanduser() if root is not None else sae_root()
         self._cache: OrderedDict = OrderedDict()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._doc = pn.state.curdoc
-        self._block: dict | None = None
-        self._forest = None  # the hierarchy of the model the shown results belong to
-        self._sae = None
         W = pn.widgets
         self.folder_select = W.Select.from_param(self.param.sae_folder, name="SAE folder")
         self.refresh_button = W.Button(label="Refresh list", color="default")
@@ -96,17 +124,16 @@ class SAEView(pn.viewable.Viewer):
         self.alert = pn.pane.Alert("", alert_type="danger", visible=False)
         self.cards = pn.FlexBox()
         self.table = pn.pane.Markdown("")
-        self.recovery_pane = pn.pane.HoloViews(empty("no SAE evaluation yet"),
-                                               sizing_mode="stretch_width")
-        self.tree_pane = pn.pane.HoloViews(empty("no SAE evaluation yet"),
-                                           sizing_mode="stretch_width")
-        self.cosine_pane = pn.pane.HoloViews(empty("no SAE evaluation yet"),
-                                             sizing_mode="stretch_width")
+        # the plots, from the SAE plot registry (`registry`: another one, e.g. in tests)
+        self.plots = SAEPlots(registry=registry, results=self.results, metric=self.metric,
+                              tree_root=self.tree_root)
         self.refresh_button.on_click(lambda e: self.refresh())
         self.run_button.on_click(lambda e: self.run())
         self.cancel_button.on_click(lambda e: self.cancel())
         self.param.watch(self._redraw, ["metric", "tree_root", "results"])
         self.param.watch(self._model_changed, ["model", "base"])
+        self._layout: pn.Column | None = None
+        self._numbers()
         self.refresh()
 
     # -------------------------------------------------------------- threading
@@ -147,10 +174,9 @@ class SAEView(pn.viewable.Viewer):
         hit = self._cache.get(job["key"])
         if hit is not None:
             self._cache.move_to_end(job["key"])
-            self._block, self._forest = hit["block"], hit["forest"]
             self.status = "from cache"
             self._message("", None)
-            self.results = hit["results"]
+            self.results = hit
             return None
         self._cancel.clear()
         self.busy = True
@@ -186,25 +212,16 @@ class SAEView(pn.viewable.Viewer):
         try:
             model = job["models"]["current"]
             sae = load_sae(job["folder"], device=model.device, d_in=model.hidden_dim)
-            models = dict(job["models"])
-            note = ""
-            if "base" in models and models["base"].hidden_dim != model.hidden_dim:
-                models.pop("base")
-                note = "; the base has another hidden dim, so no base comparison"
-            results = compare_models(sae, models, job["samples"], seed=job["seed"],
-                                     progress=progress)
-            cur = results["current"]
-            block = cosine_block(sae.W_dec, model.feature_vectors,
-                                 cur.latents["best_feature"], cur.latents["best_cos"])
-            forest = model.forest
-            self._cache[job["key"]] = {"results": results, "block": block, "forest": forest}
+            results = evaluate_for_view(sae, job["models"], job["samples"], job["seed"],
+                                        progress=progress, name=job["folder"].name)
+            self._cache[job["key"]] = results
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
+            note = f"; {results.note}" if results.note else ""
 
             def done():
-                self._block, self._forest = block, forest
                 self._message("", None)
-                self.status = f"evaluated {job['folder'].name} on {job['samples']} samples{note}"
+                self.status = f"evaluated {results.sae_name} on {results.samples} samples{note}"
                 self.results = results
             self._dispatch(done)
         except Cancelled:
@@ -241,24 +258,17 @@ class SAEView(pn.viewable.Viewer):
 
     # -------------------------------------------------------------- drawing
     def _redraw(self, *events) -> None:
-        res = self.results or {}
-        cur, base = res.get("current"), res.get("base")
-        if cur is None:
-            return
-        self.cards.objects = self._cards(cur, base)
-        self.table.object = self._table(res)
-        self.recovery_pane.object = create_recovery_plot(
-            cur.features, self.metric, base=base.features if base is not None else None)
-        forest = self._forest
-        root = self.tree_root if self.tree_root is not None else most_absorbed_root(
-            forest, cur.edges)
-        if forest is None or root is None or root not in forest.children:
-            self.tree_pane.object = empty("no tree: this model has no hierarchy, or the root "
-                                          "chosen is not a tree root")
-        else:
-            self.tree_pane.object = create_sae_tree_plot(
-                sae_tree_table(forest, root, cur.features, cur.edges, self.metric))
-        self.cosine_pane.object = create_cosine_plot(self._block)
+        if any(e.name == "results" for e in events):
+            self._numbers()
+        self.plots.param.update(results=self.results, metric=self.metric,
+                                tree_root=self.tree_root)
+
+    def _numbers(self) -> None:
+        """The cards and the table of the results shown."""
+        res = self.results
+        if res is not None:
+            self.cards.objects = self._cards(res.current, res.base)
+            self.table.object = self._table(res.by_model())
 
     @staticmethod
     def _cards(cur, base) -> list:
@@ -281,6 +291,7 @@ class SAEView(pn.viewable.Viewer):
 
     @staticmethod
     def _table(res: dict) -> str:
+        """A markdown table of every scalar metric, one column per model ({"current", "base"})."""
         names = list(res)
         rows = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         flat = {n: {**{k: v for k, v in r.to_dict().items() if not isinstance(v, dict)},
@@ -293,13 +304,20 @@ class SAEView(pn.viewable.Viewer):
                 for v in vals) + " |")
         return "\n".join(rows)
 
-    def __panel__(self):
+    def _build_layout(self) -> pn.Column:
         controls = pn.Row(
             self.folder_select, self.refresh_button,
             pn.widgets.IntInput.from_param(self.param.samples, name="samples", width=120),
             pn.widgets.IntInput.from_param(self.param.seed, name="seed", width=90),
             pn.widgets.Checkbox.from_param(self.param.compare_base, name="compare with the base"),
             self.run_button, self.cancel_button)
+        plots = []  # the tree-root box goes above the first plot that reads it
+        for spec in self.plots.registry:
+            if "tree_root" in spec.options and not any(isinstance(p, pn.widgets.IntInput)
+                                                       for p in plots):
+                plots.append(pn.widgets.IntInput.from_param(
+                    self.param.tree_root, name="tree root (empty: the most absorbed tree)"))
+            plots.append(self.plots.slot[spec.name].box)
         return pn.Column(
             pn.pane.Markdown(f"### SAE lens\nSAE folders are read from `{self.root.absolute()}` "
                              "(set `SYNTHVIZ_SAE_ROOT` to change it)."),
@@ -307,7 +325,10 @@ class SAEView(pn.viewable.Viewer):
             pn.widgets.StaticText.from_param(self.param.status, name="status"),
             self.cards,
             pn.widgets.RadioButtonGroup.from_param(self.param.metric),
-            self.recovery_pane,
-            pn.widgets.IntInput.from_param(self.param.tree_root, name="tree root (empty: the "
-                                           "most absorbed tree)"),
-            self.tree_pane, self.cosine_pane, self.table, sizing_mode="stretch_width")
+            *plots,
+            self.table, sizing_mode="stretch_width")
+
+    def __panel__(self):
+        if self._layout is None:
+            self._layout = self._build_layout()
+        return self._layout

@@ -19,6 +19,7 @@ draws when its tab is shown (a hidden tab draws when it is opened).
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -27,7 +28,9 @@ import panel as pn
 import param
 
 from synthviz.app.results import Results
+from synthviz.plots._style import empty
 
+log = logging.getLogger(__name__)
 _NUMBER = re.compile(r"[-+]?\d[\d,.]*")
 
 
@@ -162,6 +165,16 @@ class TabView(pn.viewable.Viewer):
 
     def draw(self, res: Results) -> None:
         raise NotImplementedError
+
+    def show_spec(self, spec, res, options: dict) -> None:
+        """Draw one registry entry (`PlotSpec`) into its slot; an entry that fails becomes a
+        message in its slot rather than taking the tab down."""
+        try:
+            obj = spec.create(res, **options)
+        except Exception as exc:
+            log.exception("plot %s failed", spec.name)
+            obj = empty(f"{spec.name}: {type(exc).__name__}: {exc}")
+        self.slot[spec.name].show(obj)
 
     def __panel__(self):
         return self._layout

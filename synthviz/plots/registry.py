@@ -64,6 +64,12 @@ class PlotRegistry:
         spec = self._specs[name] = PlotSpec(name, tab, make, **kw)
         return spec
 
+    def copy(self) -> PlotRegistry:
+        """A new registry holding the same entries (to add to without changing this one)."""
+        out = PlotRegistry()
+        out._specs = dict(self._specs)
+        return out
+
     def get(self, name: str) -> PlotSpec:
         return self._specs[name]
 

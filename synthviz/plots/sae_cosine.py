@@ -5,35 +5,12 @@ from __future__ import annotations
 
 import holoviews as hv
 import numpy as np
-import torch
 
 from synthviz.plots._style import COMMON, empty
 
-MAX_SIDE = 120
-
-
-def cosine_block(W_dec: torch.Tensor, features: torch.Tensor, latent_best_feature: np.ndarray,
-                 latent_best_cos: np.ndarray, side: int = MAX_SIDE) -> dict:
-    """The |cos| block of the `side` best-matched latents (by decoder |cos|) against their best
-    features, latents ordered by that |cos| (descending) and features in the same order."""
-    order = np.argsort(-np.asarray(latent_best_cos), kind="stable")
-    feats, lats = [], []
-    for lat in order:
-        f = int(latent_best_feature[lat])
-        if f not in feats:
-            feats.append(f)
-            lats.append(int(lat))
-        if len(lats) >= side:
-            break
-    from synthviz.sae.metrics import abs_cosines
-    block = abs_cosines(W_dec[torch.as_tensor(lats)].float(),
-                        features[torch.as_tensor(feats)].to(W_dec.device).float())
-    return {"latents": np.array(lats), "features": np.array(feats),
-            "cos": block.cpu().numpy()}
-
 
 def create_cosine_plot(block: dict | None) -> hv.Image:
-    """block: `cosine_block(...)`."""
+    """block: `synthviz.sae.view_stats.cosine_block(...)` (keys latents, features, cos)."""
     if not block or len(block.get("latents", ())) == 0:
         return empty("no SAE evaluation yet")
     cos = block["cos"]

@@ -1,38 +1,21 @@
-"""One hierarchy tree coloured by SAE recovery (the best latent's F1 per feature), with each
-parent->child edge coloured by its absorption gap (SAELens #729: P(parent latent | parent on,
-child off) - P(parent latent | parent on, child on))."""
+"""One hierarchy tree coloured by SAE recovery (the best latent's F1, recall or precision per
+feature), with each parent->child edge coloured by its absorption gap (SAELens #729:
+P(parent latent | parent on, child off) - P(parent latent | parent on, child on))."""
 
 from __future__ import annotations
 
 import holoviews as hv
 import numpy as np
 
-from synthviz.plots._style import COMMON, empty, to_numpy
+from synthviz.plots._style import COMMON, empty
 from synthviz.plots.hierarchy import tidy_layout
 
-
-def sae_tree_table(forest, root: int, features: dict, edges: dict, metric: str = "f1") -> dict:
-    """Columns feature, parent, depth, score (the metric) and gap (of the edge into the node)."""
-    nodes, parents = [], []
-    stack = [(int(root), -1)]
-    while stack:
-        node, par = stack.pop()
-        nodes.append(node)
-        parents.append(par)
-        stack.extend((int(c), node) for c in reversed(forest.children.get(node, [])))
-    gap_of = {}
-    if edges:
-        for c, g in zip(to_numpy(edges["child"]), to_numpy(edges["gap"])):
-            gap_of[int(c)] = float(g)
-    score = to_numpy(features[metric])
-    depth = to_numpy(features["depth"])
-    return {"feature": np.array(nodes), "parent": np.array(parents),
-            "depth": depth[nodes], "score": score[nodes],
-            "gap": np.array([gap_of.get(n, np.nan) for n in nodes]),
-            "rate": to_numpy(features["rate"])[nodes]}
+METRIC_NAMES = {"f1": "F1"}
 
 
-def create_sae_tree_plot(table: dict | None, title: str | None = None):
+def create_sae_tree_plot(table: dict | None, title: str | None = None, metric: str = "f1"):
+    """table: `synthviz.sae.view_stats.sae_tree_table(...)` (one tree, depth first), its score
+    column holding `metric`."""
     if not table or len(table.get("feature", ())) == 0:
         return empty("no tree (this model has no hierarchy, or no SAE evaluation yet)")
     feats = [int(f) for f in table["feature"]]
@@ -56,18 +39,8 @@ def create_sae_tree_plot(table: dict | None, title: str | None = None):
         colorbar=True, tools=["hover"], line_color="black")
     worst = np.nanmax(gap) if np.isfinite(gap).any() else float("nan")
     return (edge_el * nodes).opts(
-        title=title or f"Tree of root {feats[0]}: node colour = best-latent F1, edge colour = "
-                       f"absorption gap (max {worst:.2f})",
+        title=title or f"Tree of root {feats[0]}: node colour = best-latent "
+                       f"{METRIC_NAMES.get(metric, metric)}, edge colour = absorption gap "
+                       f"(max {worst:.2f})",
         xaxis=None, yaxis=None, **COMMON)
 
-
-def most_absorbed_root(forest, edges: dict) -> int | None:
-    """The root whose tree holds the largest absorption gap (a useful first tree to show)."""
-    if forest is None or not edges or len(edges.get("gap", ())) == 0:
-        return None if forest is None or not forest.roots else int(forest.roots[0])
-    gap = np.nan_to_num(to_numpy(edges["gap"]), nan=-np.inf)
-    node = int(to_numpy(edges["parent"])[int(np.argmax(gap))])
-    par = to_numpy(forest.parent)
-    while par[node] >= 0:
-        node = int(par[node])
-    return node

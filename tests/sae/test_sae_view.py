@@ -44,19 +44,23 @@ def test_evaluates_with_base_comparison_and_caches(sae_world, root):
     _run(view)
     assert view.alert.visible is False, view.alert.object
     res = view.results
-    assert set(res) == {"current", "base"}
-    assert res["current"].true_l0 > 1.3 * res["base"].true_l0  # rel_p 2 doubles the rates
-    assert res["current"].mcc == res["base"].mcc
+    assert set(res.by_model()) == {"current", "base"} and res.sae_name == "toy"
+    assert res.current.true_l0 > 1.3 * res.base.true_l0  # rel_p 2 doubles the rates
+    assert res.current.mcc == res.base.mcc
+    assert res.forest is shifted.forest and res.samples == 3000
     assert len(view.cards.objects) == 8 and "MCC" in view.cards.objects[0].object
-    for pane in (view.recovery_pane, view.tree_pane, view.cosine_pane):
-        assert not isinstance(pane.object, hv.Text), pane.object
-        hv.render(pane.object, backend="bokeh")
+    assert list(view.plots.slot) == ["sae_recovery", "sae_tree", "sae_cosine"]
+    for slot in view.plots.slot.values():
+        assert slot.box.visible and not isinstance(slot.pane.object, hv.Text), slot.pane.object
+        hv.render(slot.pane.object, backend="bokeh")
     assert "| mcc |" in view.table.object
     first = view.results
     assert view.run() is None  # the same job again: from the cache, no thread
     assert view.results is first and view.status == "from cache"
     view.metric = "recall"  # redraws from the stored results
-    hv.render(view.recovery_pane.object, backend="bokeh")
+    rec = view.plots.slot["sae_recovery"].pane.object
+    assert rec.get(0).kdims[1].name == "recall"
+    hv.render(rec, backend="bokeh")
     view.__panel__()
 
 
@@ -69,12 +73,14 @@ def test_errors_are_shown_and_the_view_stays_usable(sae_world, root):
     assert not view.busy and not view.run_button.disabled
     view.sae_folder = "toy"
     _run(view)
-    assert not view.alert.visible and view.results["current"].n_samples == 2000
+    assert not view.alert.visible and view.results.current.n_samples == 2000
     wrong = Variation(hidden_dim=32).apply(model)
     view.model = wrong
     assert "the model changed" in view.status
     view.metric = "recall"  # a redraw of the old results uses their own model's trees
-    hv.render(view.tree_pane.object, backend="bokeh")
+    tree = view.plots.slot["sae_tree"].pane.object
+    assert not isinstance(tree, hv.Text) and "recall" in tree.opts.get().kwargs["title"]
+    hv.render(tree, backend="bokeh")
     _run(view)
     assert "hidden dim is 32" in view.alert.object
 
