@@ -3,8 +3,9 @@
 Each browser session (or notebook) has its own Controller; the models and statistics it shows
 come from the process-wide `STORE`, so sessions share them. Any settings change is handed to a
 worker thread (latest request wins), so setting a parameter never blocks the caller: cheap
-changes finish in well under a second, expensive ones (a new dictionary, a first base build,
-L0 solving) report progress through `progress` / `status` while the previous `results` stay.
+changes show a first look from `PREVIEW_SAMPLES` samples within a second and the full count
+soon after; expensive ones (a new dictionary, a first base build, L0 solving) report progress
+through `progress` / `status` while the previous `results` stay.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 CUSTOM = "custom"
 DEFAULT_SAMPLES = 8192
+PREVIEW_SAMPLES = 2048  # the first look at a change, when its full count is not cached
 
 # settings that need new samples (every other param is view-only and redraws from `results`)
 MODEL_PARAMS = ("source", "device", "std_mode", "std", "hidden_dim", "rel_p", "num_features",
@@ -330,30 +332,36 @@ class Controller(param.Parameterized):
             if self._superseded():
                 return
             settings = sample_settings(snap)
-            self.param.update(status=f"sampling {settings.samples:,}")
-            # the expected rates (memoized on the model) are computed beside the sampling: the
-            # two take about as long, and together they keep both cores busy
-            warm = None
-            if STORE.cached_analytic(key, settings) is None:
-                from synthviz.stats.analytic import expected_rates  # imported before threading
-                warm = threading.Thread(target=_warm, args=(expected_rates, model), daemon=True,
-                                        name="synthviz-rates")
-                warm.start()
-            t = time.perf_counter()
-            stats = STORE.sample_stats(key, model, settings,
-                                       self.progress_callback("sampling", SETTINGS))
-            # this run's own time: cached statistics keep the seconds of the run that made them
-            took["sampling"] = time.perf_counter() - t
-            if warm is not None:
-                warm.join()
-            base_key = base_model = base_stats = None
+            base_key = base_model = None
             if snap["compare_base"] and key[-1] is not None:
                 base_key, base_model = STORE.model(snap["source"], snap["device"], None)
-                base_stats = STORE.sample_stats(base_key, base_model, settings,
-                                                self.progress_callback("sampling base", SETTINGS))
-            # expected rates and interference (about 0.3 s at 16k) join the first drawing, so
-            # a cheap change redraws every plot once; only a new dictionary's superposition
-            # statistics (seconds) follow in a second pass. A newer request skips what is left.
+            # a first look from PREVIEW_SAMPLES samples (titled with its count) while the full
+            # count is sampled: at 16k a cheap change is seen in well under a second
+            new = [k for k in (key, base_key) if k is not None
+                   and STORE.cached_sample_stats(k, settings) is None]
+            if new and settings.samples >= 2 * PREVIEW_SAMPLES:
+                first = dataclasses.replace(settings, samples=PREVIEW_SAMPLES)
+                self.param.update(status=f"sampling {PREVIEW_SAMPLES:,} for a first look")
+                stats, base_stats = self._sample(key, model, base_key, base_model, first)
+                if self._superseded():
+                    return
+                self.param.update(results=Results(
+                    settings=snap, model=model, stats=stats,
+                    superposition=STORE.cached_superposition(model), base_model=base_model,
+                    base_stats=base_stats, base_superposition=None if base_model is None
+                    else STORE.cached_superposition(base_model),
+                    seconds=time.perf_counter() - t0, preview=True), error="")
+                self.param.update(status=f"first look from {PREVIEW_SAMPLES:,} samples; "
+                                  f"sampling {settings.samples:,}")
+            else:
+                self.param.update(status=f"sampling {settings.samples:,}")
+            t = time.perf_counter()
+            stats, base_stats = self._sample(key, model, base_key, base_model, settings)
+            # this run's own time: cached statistics keep the seconds of the run that made them
+            took["sampling"] = time.perf_counter() - t
+            # expected rates and interference (about 0.4 s at 16k) join the full count's
+            # drawing; only a new dictionary's superposition statistics (seconds) follow in a
+            # later pass. A newer request skips what is left.
             self.param.update(status="expected rates and interference")
             analytic = STORE.analytic_stats(key, model, settings, stats,
                                             self.progress_callback("expected rates", SETTINGS))
@@ -405,6 +413,14 @@ class Controller(param.Parameterized):
         finally:
             self.param.update(busy=False, progress=100)
 
+    def _sample(self, key, model, base_key, base_model, settings):
+        """(stats, base stats or None) for `settings`, from the store's cache or sampled."""
+        stats = STORE.sample_stats(key, model, settings,
+                                   self.progress_callback("sampling", SETTINGS))
+        base_stats = None if base_model is None else STORE.sample_stats(
+            base_key, base_model, settings, self.progress_callback("sampling base", SETTINGS))
+        return stats, base_stats
+
     def _set_bounds(self, facts: dict[str, Any]) -> None:
         n, d = facts["num_features"], facts["hidden_dim"]
         self.param.num_features.bounds = (min(1024, n), n)
@@ -424,9 +440,3 @@ class Controller(param.Parameterized):
             self._applying_preset = False
         self.request()
 
-
-def _warm(fn, *args) -> None:
-    try:
-        fn(*args)
-    except Exception:  # reported where the result is used (AnalyticStats.errors)
-        pass

@@ -28,6 +28,9 @@ class Results:
     base_analytic: AnalyticStats | None = None
     base_superposition: Any = None
     seconds: float = 0.0
+    # a first look from fewer samples than the settings ask for (`stats` says how many); the
+    # full count follows
+    preview: bool = False
 
     @property
     def firing(self):
@@ -46,6 +49,8 @@ class Results:
 
     @property
     def complete(self) -> bool:
+        if self.preview:
+            return False
         need = [self.analytic, self.superposition]
         if self.base_model is not None:
             need += [self.base_analytic, self.base_superposition]

@@ -129,7 +129,7 @@ def _wait(fut: Future, progress: Progress | None):
 
 
 class Store:
-    def __init__(self, max_models: int = 6, max_stats: int = 24, max_dicts: int = 6):
+    def __init__(self, max_models: int = 6, max_stats: int = 48, max_dicts: int = 6):
         self._lock = threading.Lock()
         self._sources: dict[tuple, Any] = {}  # never evicted: a handful of sources per process
         self._models = _LRU(max_models)
@@ -212,6 +212,11 @@ class Store:
     def cached_analytic(self, model_key: tuple, settings: SampleSettings) -> AnalyticStats | None:
         with self._lock:
             return self._stats.get(("analytic", model_key, settings))
+
+    def cached_sample_stats(self, model_key: tuple, settings: SampleSettings
+                            ) -> SampleStats | None:
+        with self._lock:
+            return self._stats.get(("stats", model_key, settings))
 
     def superposition(self, model, progress: Progress | None = None):
         """Superposition statistics of the model's dictionary, cached on the tensor's identity

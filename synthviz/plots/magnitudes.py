@@ -72,23 +72,31 @@ def create_magnitude_plot(stats, base=None) -> hv.Layout | hv.Overlay | hv.Text:
 def create_magnitude_panels(stats, base=None) -> list:
     """The two panels of `create_magnitude_plot` as separate elements (the relative one only
     when measured), for pages that update each plot in place."""
+    first = create_magnitude_panel(stats, base)
+    rel = create_magnitude_panel(stats, base, relative=True)
+    return [first] if rel is None else [first, rel]
+
+
+def create_magnitude_panel(stats, base=None, relative: bool = False):
+    """One panel of `create_magnitude_panels`: the absolute values, or (`relative=True`) the
+    values relative to each feature's mean, None when not measured."""
     if stats is None or float(to_numpy(stats.counts).sum()) == 0:
-        return [empty("no active features sampled")]
-    edges = to_numpy(stats.edges).astype(float)
-    kd = hv.Dimension("magnitude", label="activation of an active feature")
-    absolute = _panel(edges, stats.counts, getattr(stats, "by_depth", {}),
+        return None if relative else empty("no active features sampled")
+    if not relative:
+        edges = to_numpy(stats.edges).astype(float)
+        kd = hv.Dimension("magnitude", label="activation of an active feature")
+        return _panel(edges, stats.counts, getattr(stats, "by_depth", {}),
                       getattr(stats, "mean_by_depth", None),
                       None if base is None else to_numpy(base.edges).astype(float),
                       None if base is None else base.counts, kd,
-                      f"Magnitudes of active features ({int(getattr(stats, 'active', 0)):,} values)",
-                      getattr(stats, "mean", None))
+                      f"Magnitudes of active features ({int(getattr(stats, 'active', 0)):,} "
+                      "values)", getattr(stats, "mean", None))
     rel_counts = getattr(stats, "rel_counts", None)
     if rel_counts is None or float(to_numpy(rel_counts).sum()) == 0:
-        return [absolute]
+        return None
     redges = to_numpy(stats.rel_edges).astype(float)
     rkd = hv.Dimension("relative", label="activation / the feature's mean magnitude")
-    rel = _panel(redges, rel_counts, getattr(stats, "rel_by_depth", {}), None,
-                 None if base is None else to_numpy(base.rel_edges).astype(float),
-                 None if base is None else base.rel_counts, rkd,
-                 "Relative to each feature's mean (child rescaling widens deeper levels)", None)
-    return [absolute, rel]
+    return _panel(redges, rel_counts, getattr(stats, "rel_by_depth", {}), None,
+                  None if base is None else to_numpy(base.rel_edges).astype(float),
+                  None if base is None else base.rel_counts, rkd,
+                  "Relative to each feature's mean (child rescaling widens deeper levels)", None)

@@ -28,7 +28,7 @@ from synthviz.plots.cooccurrence import create_cooccurrence_plot
 from synthviz.plots.frequencies import create_frequency_plot
 from synthviz.plots.hierarchy import create_forest_summary_plot, create_tree_plot
 from synthviz.plots.l0 import create_l0_plot
-from synthviz.plots.magnitudes import create_magnitude_panels
+from synthviz.plots.magnitudes import create_magnitude_panel
 from synthviz.plots.superposition import (create_cos_histogram, create_interference_plot,
                                           create_max_cos_scatter)
 
@@ -195,14 +195,14 @@ def _interference(r, o):
     return create_interference_plot(a.interference, None if ba is None else ba.interference)
 
 
-def _magnitude_panel(i: int) -> Make:
+def _magnitude_panel(relative: bool) -> Make:
     def make(r, o):
         s, b = r.stats, r.base_stats
         if s.magnitudes is None:
-            return empty("magnitudes: " + s.errors.get("magnitudes", "not measured")) \
-                if i == 0 else None
-        panels = create_magnitude_panels(s.magnitudes, None if b is None else b.magnitudes)
-        return panels[i] if i < len(panels) else None
+            return None if relative else \
+                empty("magnitudes: " + s.errors.get("magnitudes", "not measured"))
+        return create_magnitude_panel(s.magnitudes, None if b is None else b.magnitudes,
+                                      relative=relative)
     return make
 
 
@@ -231,7 +231,7 @@ PLOTS.register("max_cos", "Superposition", _max_cos, in_place=True,
                doc="each feature's max |cos| against its rate")
 PLOTS.register("interference", "Superposition", _interference, in_place=True,
                doc="readout error of active and inactive features")
-PLOTS.register("magnitudes", "Magnitudes", _magnitude_panel(0), in_place=True,
+PLOTS.register("magnitudes", "Magnitudes", _magnitude_panel(False), in_place=True,
                doc="magnitudes of active features, by depth")
-PLOTS.register("magnitudes_relative", "Magnitudes", _magnitude_panel(1), in_place=True,
+PLOTS.register("magnitudes_relative", "Magnitudes", _magnitude_panel(True), in_place=True,
                doc="magnitudes relative to each feature's mean")

@@ -12,7 +12,7 @@ import pytest
 
 from synthviz.app import STORE, Controller
 from synthviz.app.views import Explorer
-from synthviz.app.controller import CUSTOM
+from synthviz.app.controller import CUSTOM, PREVIEW_SAMPLES
 from synthviz.presets import PRESETS
 
 WAIT = 240  # seconds; a cold machine may have to build the 16k base first
@@ -116,8 +116,12 @@ def test_rel_p_changes_l0_and_rates_but_not_the_dictionary(base_controller):
     with publications(c) as published:
         c.rel_p = 0.5
         after = ready(c).results
-    # a cheap change is drawn once, with the expected rates and interference already in it
-    assert len(published) == 1 and published[0].complete
+    # a cheap change is drawn twice: a first look from PREVIEW_SAMPLES samples, then the full
+    # count with the expected rates and interference already in it
+    assert [r.preview for r in published] == [True, False], published
+    assert published[0].stats.l0.samples == PREVIEW_SAMPLES < c.samples
+    assert published[0].model is published[1].model and published[1].complete
+    assert published[1].stats.l0.samples == c.samples
     assert after.analytic.interference is not None
     ratio = after.stats.l0.mean / before.stats.l0.mean
     tol = 5 * math.hypot(l0_se(after.stats) / before.stats.l0.mean,
@@ -158,7 +162,8 @@ def test_truncation_changes_n_and_the_dictionary_statistics(base_controller):
     assert after.cards["N"] == 4096 and after.stats.firing.empirical_rate.shape[0] == 4096
     # one drawing with everything: the truncated dictionary's statistics come from the base's
     # prefix tables at once, and equal a direct computation on the first 4096 rows
-    assert len(published) == 1 and published[0].complete, [r.complete for r in published]
+    assert [r.preview for r in published] == [True, False], published
+    assert published[1].complete and published[0].superposition is published[1].superposition
     sup = after.superposition
     assert sup.method == "prefix" and sup.num_features == 4096
     direct = superposition_stats(before.model.feature_vectors[:4096], bins=COS_BINS)
@@ -177,8 +182,9 @@ def test_truncation_changes_n_and_the_dictionary_statistics(base_controller):
         with publications(c) as published:
             c.num_features = n
             ready(c)
+        # the first look and the full count, both with the prefix-derived statistics
         assert [(r.model.num_features, r.superposition.method) for r in published] == \
-            [(n, "prefix")], [r.superposition for r in published]
+            [(n, "prefix")] * 2, [r.superposition for r in published]
     c.num_features = 16384
     ready(c)
 
