@@ -55,6 +55,8 @@ class Explorer(pn.viewable.Viewer):
         super().__init__(**params)
         c = self.controller
         self.loop = SessionLoop()
+        if self.loop.doc is not None:
+            c.attach_page()  # served: the worker lets this page draw a first look
         self._seq_lock = threading.Lock()
         self._seq = self._applied_seq = 0
         self._status_queued = False  # one status update waits on the loop at a time
@@ -170,7 +172,8 @@ class Explorer(pn.viewable.Viewer):
 
     def _on_pick(self, event) -> None:
         if event.new != self.controller.model_choice():
-            self.controller.choose_model(event.new or "")
+            with pn.io.hold():  # a preset moves many sliders: one message to the page, not one each
+                self.controller.choose_model(event.new or "")
 
     def _show_choice(self) -> None:
         """The picker shows the preset, or (once sliders differ from it) the source."""
@@ -287,6 +290,8 @@ class Explorer(pn.viewable.Viewer):
             self.export.show_check(check)
             for name, (value, sub) in cards.items():
                 self.cards[name].object = card_html(name, value, sub)
+        if res.preview:
+            self.controller.page_drawn()
 
     def _write_url(self, settings: dict[str, Any]) -> None:
         """The page's URL: the settings of the results shown (so never settings that failed),

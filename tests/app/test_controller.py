@@ -12,7 +12,7 @@ import pytest
 
 from synthviz.app import STORE, Controller
 from synthviz.app.views import Explorer
-from synthviz.app.controller import CUSTOM, PREVIEW_SAMPLES
+from synthviz.app.controller import CUSTOM, PAGE_DRAW_WAIT_S, PREVIEW_SAMPLES
 from synthviz.presets import PRESETS
 
 WAIT = 240  # seconds; a cold machine may have to build the 16k base first
@@ -448,3 +448,21 @@ def test_single_flight_waiter_computes_what_a_cancelled_owner_dropped():
     assert isinstance(owner_out.get("error"), Cancelled)  # the owner still hears its own
     assert out == {"value": "mine"}, out
     assert store._once(store._models, "k", lambda: "again") == "mine"
+
+
+@pytest.mark.parametrize("draws", [True, False])
+def test_worker_lets_a_served_page_draw_the_first_look(small_source, draws):
+    """With a served page attached, the worker waits (at most PAGE_DRAW_WAIT_S) for the page to
+    draw the first look before sampling the full count, which would compete for the CPU."""
+    c = ready(Controller(source=small_source, samples=4 * PREVIEW_SAMPLES))
+    c.attach_page()
+    waits, real_wait = [], c._drawn.wait
+    c._drawn.wait = lambda timeout: waits.append((timeout, real_wait(timeout))) or waits[-1][1]
+    if draws:  # what the page's `_apply` does once it has drawn a first look
+        c.param.watch(lambda e: e.new.preview and c.page_drawn(), ["results"])
+    with publications(c) as published:
+        c.rel_p = 0.7 if draws else 0.65  # not cached by the other case
+        ready(c)
+    assert [r.preview for r in published] == [True, False]
+    assert waits == [(PAGE_DRAW_WAIT_S, draws)]  # drawn: the worker went on at once
+    c.close()
