@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 FULL_SAMPLES = 8192  # the app's default sample count
 sys.path.insert(0, str(REPO))
 
-from tests.app.test_matrix import (_rates, check_tab, compare_on, facts,  # noqa: E402
-                                   visible_plots)
+from tests.app.bokeh_page import visible_plots  # noqa: E402
+from tests.app.test_matrix import _rates, check_tab, compare_on, facts  # noqa: E402
 from tests.app.test_browser import card, show_tab  # noqa: E402
 
 

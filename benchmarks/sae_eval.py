@@ -156,12 +156,16 @@ def render(out: dict, machine: str) -> str:
     ours = [r["seconds"] for r in out["ours"]]
     theirs = [r["seconds"] for r in out["theirs"]]
     loads = [r["load"] for r in out["ours"] + out["theirs"]]
+    quiet = max(loads) < 2.0  # one process at one thread on 2 cores: about 1
     lines = [
-        f"`python -m benchmarks.sae_eval` on {machine}: **no GPU**; the machine was shared with "
-        "other work and heavily loaded while this ran (1-minute load average "
-        f"{min(loads):.1f} to {max(loads):.1f} on 2 cores; each run's load is given below), so "
-        "the timings are noisy; the ratio is what the run measured, not a figure for an idle "
-        "machine.",
+        f"`python -m benchmarks.sae_eval` on {machine}: **no GPU**; "
+        + (f"nothing else ran on the machine (1-minute load average {min(loads):.1f} to "
+           f"{max(loads):.1f} on 2 cores, the benchmark itself; each run's load is given "
+           "below)." if quiet else
+           "the machine was shared with other work and heavily loaded while this ran "
+           f"(1-minute load average {min(loads):.1f} to {max(loads):.1f} on 2 cores; each "
+           "run's load is given below), so the timings are noisy; the ratio is what the run "
+           "measured, not a figure for an idle machine."),
         "",
         f"Setup: the 16k base (16,384 features, 768 dims), an SAE with {out['d_sae']} latents "
         f"({out['sae']}), {out['samples']:,} samples, torch threads: {out['threads']}. "
@@ -192,11 +196,13 @@ def render(out: dict, machine: str) -> str:
         f"{out['memory']['synthviz']['delta_mib'] / out['memory']['sae_lens']['delta_mib']:.2f}"
         " of sae_lens's | | |",
         "",
-        f"Caveat: {len(theirs)} sae_lens run(s) of about {statistics.median(theirs) / 60:.0f} "
-        f"minutes each fitted in the time available; against synthviz's slowest run the ratio is "
+        f"Spread: {len(theirs)} sae_lens run(s) of about {statistics.median(theirs) / 60:.0f} "
+        f"minutes each; against synthviz's slowest run the ratio is "
         f"{statistics.median(theirs) / max(ours):.1f}x, against its fastest "
-        f"{statistics.median(theirs) / min(ours):.1f}x. Re-measure on a quiet machine with "
-        "`python -m benchmarks.sae_eval --runs 5 --their-runs 3 --threads 1`.",
+        f"{statistics.median(theirs) / min(ours):.1f}x."
+        + ("" if quiet and len(theirs) >= 3 else
+           " Re-measure on a quiet machine with "
+           "`python -m benchmarks.sae_eval --runs 5 --their-runs 3 --threads 1`."),
         "",
         "The numbers of both sides (first run of each; different random draws, so the "
         "sample-dependent numbers agree within sampling error, while MCC and uniqueness, which "

@@ -350,7 +350,7 @@ class Controller(param.Parameterized):
             if snap["compare_base"] and key[-1] is not None:
                 base_key, base_model = STORE.model(snap["source"], snap["device"], None)
             # a first look from PREVIEW_SAMPLES samples (titled with its count) while the full
-            # count is sampled: at 16k a cheap change is seen in well under a second
+            # count is sampled (at 16k a cheap change is seen in about a second)
             new = [k for k in (key, base_key) if k is not None
                    and STORE.cached_sample_stats(k, settings) is None]
             if new and settings.samples >= 2 * PREVIEW_SAMPLES:

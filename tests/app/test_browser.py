@@ -14,6 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.app.bokeh_page import visible_plots
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -366,71 +368,43 @@ def test_picker_takes_v2_and_v1_presets(served_app, page):
 
 # Per visible figure: its legend entries, its visible renderers with their row counts, and how
 # many strongly coloured pixels its canvas holds (glyphs are coloured; axes and text are grey).
-PAINT_JS = """
-() => {
-  const seen = new Set(), out = [];
-  const kids = (v) => { try { return Array.from(v.child_views ?? []); } catch (e) { return []; } };
-  const walk = (v) => {
-    if (!v || seen.has(v)) return; seen.add(v);
-    const m = v.model;
-    if (m && (m.type === 'Figure' || m.type === 'Plot')) {
-      const el = v.el, r = el ? el.getBoundingClientRect() : null;
-      if (el && el.isConnected && el.checkVisibility() && r.width > 0 && r.height > 0) {
-        const legends = [];
-        for (const a of [...m.center, ...m.right, ...m.left, ...m.above, ...m.below])
-          if (a.type === 'Legend') for (const it of a.items)
-            if (it.visible !== false && it.label) legends.push(String(it.label.value ?? ''));
-        const rows = [];
-        for (const g of m.renderers) {
-          if (!g.visible || !g.data_source || !g.data_source.data) continue;
-          rows.push(Math.max(0, ...Object.values(g.data_source.data).map((c) => c.length ?? 0)));
-        }
-        let coloured = -1;
-        try {
-          const c = v.canvas_view.primary.canvas;
-          const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-          coloured = 0;
-          for (let i = 0; i < px.length; i += 4) {
-            const hi = Math.max(px[i], px[i + 1], px[i + 2]);
-            const lo = Math.min(px[i], px[i + 1], px[i + 2]);
-            if (px[i + 3] > 0 && hi - lo > 60) coloured++;
-          }
-        } catch (e) { coloured = -2; }
-        out.push({id: m.id, title: m.title ? (m.title.text || '') : '', legends, rows,
-                  coloured});
-      }
-    }
-    for (const c of kids(v)) walk(c);
-  };
-  for (const r of Object.values(Bokeh.index)) walk(r);
-  return out;
-}
-"""
-
-
 SUPERPOSITION = ("Pairwise |cos|", "Max |cos|")
 
 
-def wait_painted(page, replacing: set[str] = frozenset(), timeout_s: float = 60) -> list[dict]:
-    """The two superposition plots once each has a base layer, a renderer with data per legend
-    entry and painted glyphs, and is not one of the figures `replacing` (ids); else the last."""
+def _content(p: dict) -> list:
+    return [sorted(d["sums"].items()) for d in p["data"]]
+
+
+def wait_painted(page, before: dict[str, list] | None = None, timeout_s: float = 60
+                 ) -> list[dict]:
+    """The two superposition figures once each has a base layer, data for every legend entry and
+    glyphs painted, and (given `before`, title -> data) the max-cos figure shows new data."""
     deadline = time.monotonic() + timeout_s
     while True:
-        plots = [p for p in page.evaluate(PAINT_JS) if p["title"].startswith(SUPERPOSITION)]
+        plots = [p for p in visible_plots(page, paint=True)
+                 if p["title"].startswith(SUPERPOSITION)]
         if len(plots) == 2 and all(
-                p["id"] not in replacing and any(lg.startswith("base") for lg in p["legends"])
-                and len(p["rows"]) >= len(p["legends"]) and all(n > 0 for n in p["rows"])
-                and p["coloured"] > 2000 for p in plots) or time.monotonic() > deadline:
+                any(lg.startswith("base") for lg in p["legends"])
+                and len(p["data"]) >= len(p["legends"]) and all(d["n"] > 0 for d in p["data"])
+                and p["coloured"] > 2000 for p in plots) and (
+                before is None or _changed(plots, before)) or time.monotonic() > deadline:
             return plots
         page.wait_for_timeout(500)
 
 
-def assert_painted(plots: list[dict], replacing: set[str] = frozenset()) -> None:
+def _changed(plots: list[dict], before: dict[str, list]) -> bool:
+    """The max-cos figure (x: each feature's expected rate) shows other data than `before`."""
+    return any(p["title"].startswith("Max |cos|") and _content(p) != before.get(p["title"])
+               for p in plots)
+
+
+def assert_painted(plots: list[dict], before: dict[str, list] | None = None) -> None:
     assert len(plots) == 2, [p["title"] for p in plots]
+    if before is not None:
+        assert _changed(plots, before), "the max-cos figure still shows the previous model"
     for p in plots:
-        assert p["id"] not in replacing, f"{p['title']}: not redrawn"
         assert any(lg.startswith("base") for lg in p["legends"]), p
-        assert len(p["rows"]) >= len(p["legends"]) and all(n > 0 for n in p["rows"]), p
+        assert len(p["data"]) >= len(p["legends"]) and all(d["n"] > 0 for d in p["data"]), p
         assert p["coloured"] > 2000, f"{p['title']}: nothing painted ({p['coloured']} px)"
 
 
@@ -440,7 +414,7 @@ def test_superposition_of_a_new_dictionary_paints_every_layer(served_app, page):
     a renderer per legend entry, with data, and glyphs actually painted on its canvas (a WebGL
     figure replacing another one kept its legend and data but painted nothing). A hidden dim no
     other test uses, so its statistics are not in the server's memory: they come as a new pass.
-    Then a cheap change (relative p) replaces the figures once more: painted again."""
+    Then a cheap change (relative p) updates the figures (in place): new data, painted again."""
     url, _ = served_app
     errors = open_app(page, url + "?hidden_dim=448&samples=2048&compare_base=true&tab=4")
     wait_card(page, "rho_mm", lambda v: v != "…", READY)
@@ -448,11 +422,11 @@ def test_superposition_of_a_new_dictionary_paints_every_layer(served_app, page):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "app-superposition-d448.png"))
     assert_painted(plots)
-    shown = {p["id"] for p in plots}
+    shown = {p["title"]: _content(p) for p in plots}
     handle = page.locator(".sv-w-rel-p .noUi-handle").first
     handle.focus()
     for _ in range(2):  # rel_p 1.0 -> 0.9
         handle.press("ArrowLeft")
-    plots = wait_painted(page, replacing=shown)
-    assert_painted(plots, replacing=shown)
+    plots = wait_painted(page, before=shown)
+    assert_painted(plots, before=shown)
     assert errors == []

@@ -26,57 +26,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.app.bokeh_page import visible_plots
 from tests.app.test_browser import READY, as_float, card, show_tab, text_of, wait_card
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TABS = ("L0", "Frequencies", "Co-occurrence", "Hierarchy", "Superposition", "Magnitudes")
 
-# every Bokeh figure reachable from the page's root views, with whether it is on screen
-PLOTS_JS = """
-() => {
-  const FULL = new Set(['feature', 'index', 'rate', 'feature_i', 'feature_j', 'rate_i']);
-  const seen = new Set(), out = [];
-  const kids = (v) => { try { return Array.from(v.child_views ?? []); } catch (e) { return []; } };
-  const walk = (v) => {
-    if (!v || seen.has(v)) return; seen.add(v);
-    const m = v.model;
-    if (m && (m.type === 'Figure' || m.type === 'Plot')) {
-      const el = v.el;
-      const r = el ? el.getBoundingClientRect() : null;
-      const visible = !!el && el.isConnected && el.checkVisibility() && r.width > 0 && r.height > 0;
-      const legends = [];
-      for (const a of [...m.center, ...m.right, ...m.left, ...m.above, ...m.below])
-        if (a.type === 'Legend') for (const it of a.items)
-          if (it.visible !== false && it.label) legends.push(String(it.label.value ?? ''));
-      const data = [];
-      for (const g of m.renderers) {
-        if (!g.visible) continue;
-        const src = g.data_source ?? (g.node_renderer && g.node_renderer.data_source);
-        if (!src || !src.data) continue;
-        const cols = {}, sums = {};
-        let n = 0;
-        for (const [k, val] of Object.entries(src.data)) {
-          const arr = Array.from(val);
-          n = Math.max(n, arr.length);
-          if (FULL.has(k)) cols[k] = arr;
-          if (arr.length && typeof arr[0] === 'number')
-            sums[k] = arr.reduce((s, x) => s + (Number.isFinite(x) ? x : 0), 0);
-        }
-        data.push({cols, sums, n, names: Object.keys(src.data)});
-      }
-      out.push({id: m.id, visible, title: m.title ? (m.title.text || '') : '', legends, data});
-    }
-    for (const c of kids(v)) walk(c);
-  };
-  for (const r of Object.values(Bokeh.index)) walk(r);
-  return out;
-}
-"""
-
-
-def visible_plots(page) -> list[dict]:
-    return [p for p in page.evaluate(PLOTS_JS) if p["visible"]]
 
 
 def facts(page) -> dict:

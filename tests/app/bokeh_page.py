@@ -1,0 +1,70 @@
+"""What the page's Bokeh figures show, read in the browser: for each figure reachable from the
+page's root views, whether it is on screen, its title, legend labels, data columns (the feature
+and rate columns in full, the sums of numeric ones) and, on request, how many pixels of its
+canvas are painted in a clear colour. Used by the browser tests and benchmarks/app_latency.py."""
+
+from __future__ import annotations
+
+PLOTS_JS = """
+(paint) => {
+  const FULL = new Set(['feature', 'index', 'rate', 'feature_i', 'feature_j', 'rate_i']);
+  const seen = new Set(), out = [];
+  const kids = (v) => { try { return Array.from(v.child_views ?? []); } catch (e) { return []; } };
+  const walk = (v) => {
+    if (!v || seen.has(v)) return; seen.add(v);
+    const m = v.model;
+    if (m && (m.type === 'Figure' || m.type === 'Plot')) {
+      const el = v.el;
+      const r = el ? el.getBoundingClientRect() : null;
+      const visible = !!el && el.isConnected && el.checkVisibility() && r.width > 0 && r.height > 0;
+      const legends = [];
+      for (const a of [...m.center, ...m.right, ...m.left, ...m.above, ...m.below])
+        if (a.type === 'Legend') for (const it of a.items)
+          if (it.visible !== false && it.label) legends.push(String(it.label.value ?? ''));
+      const data = [];
+      for (const g of m.renderers) {
+        if (!g.visible) continue;
+        const src = g.data_source ?? (g.node_renderer && g.node_renderer.data_source);
+        if (!src || !src.data) continue;
+        const cols = {}, sums = {};
+        let n = 0;
+        for (const [k, val] of Object.entries(src.data)) {
+          const arr = Array.from(val);
+          n = Math.max(n, arr.length);
+          if (FULL.has(k)) cols[k] = arr;
+          if (arr.length && typeof arr[0] === 'number')
+            sums[k] = arr.reduce((s, x) => s + (Number.isFinite(x) ? x : 0), 0);
+        }
+        data.push({cols, sums, n, names: Object.keys(src.data)});
+      }
+      let coloured = null;  // with paint: pixels of a clear colour on the figure's canvas
+      if (paint && visible) {
+        try {
+          const c = v.canvas_view.primary.canvas;
+          const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          coloured = 0;
+          for (let i = 0; i < px.length; i += 4) {
+            const hi = Math.max(px[i], px[i + 1], px[i + 2]);
+            const lo = Math.min(px[i], px[i + 1], px[i + 2]);
+            if (px[i + 3] > 0 && hi - lo > 60) coloured++;
+          }
+        } catch (e) { coloured = -2; }
+      }
+      out.push({id: m.id, visible, title: m.title ? (m.title.text || '') : '', legends, data,
+                coloured});
+    }
+    for (const c of kids(v)) walk(c);
+  };
+  for (const r of Object.values(Bokeh.index)) walk(r);
+  return out;
+}
+"""
+
+
+def page_plots(page, paint: bool = False) -> list[dict]:
+    """Every figure on the page (`visible` says whether it is on screen)."""
+    return page.evaluate(PLOTS_JS, paint)
+
+
+def visible_plots(page, paint: bool = False) -> list[dict]:
+    return [p for p in page_plots(page, paint) if p["visible"]]
