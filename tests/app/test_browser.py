@@ -168,11 +168,15 @@ def test_rel_p_slider_changes_the_l0_card_and_histogram(served_app, page):
 def test_url_query_reopens_a_configuration(served_app, page):
     url, _ = served_app
     errors = open_app(page, url + "?rel_p=0.5&std_mode=constant&std=0.1&samples=4096")
+    sub = page.locator(".sv-card-samples-per-s .sv-sub").first
+    deadline = time.monotonic() + READY / 1000
+    while "4,096 samples" not in sub.inner_text() and time.monotonic() < deadline:
+        page.wait_for_timeout(200)  # a first look from 1,024 samples comes before the 4,096
+    assert "4,096 samples" in sub.inner_text()
     l0 = as_float(wait_card(page, "l0", lambda v: v != "…" and as_float(v) < 25))
     assert 14 < l0 < 21  # about half the base's 34.5
     body = page.locator(".sv-w-rel-p .bk-slider-title").first.inner_text()
     assert "0.5" in body
-    assert "4,096 samples" in page.locator(".sv-card-samples-per-s .sv-sub").first.inner_text()
     assert errors == []
 
 
