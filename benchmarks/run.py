@@ -526,9 +526,11 @@ def render(results: dict, old_md: str = "") -> str:
         f"synthviz {m.get('synthviz')}")
     dates = sorted({results[p]["meta"]["date"] for p in PARTS if p in results})
     add(f"- Date of the measurements: {', '.join(dates)}")
-    add("- The machine is shared by about five engineers working at the same time, so timings are "
-        "noisy; each part records the 1-minute load average (2.0 means both cores busy) next to "
-        "its figures. Ratios are taken between figures measured in the same minutes.")
+    add("- The machine may be shared with other work, so each part records the 1-minute load "
+        "average (2.0 means both cores busy) next to its figures. Ratios are taken between "
+        "figures measured in the same minutes. Parts measured on different dates may come from "
+        "different virtual machines of this kind (the kernel build differs), whose speeds "
+        "differ: compare ratios, not absolute times, across dates.")
     add("- No GPU was lent to this task (the device tool reported none), so GPU rows are absent.")
     add("- torch threads: shown per part. On this 2-core machine, when other processes keep the cores "
         "busy, two torch threads can run several times slower than one (the OpenMP threads wait on "
