@@ -355,6 +355,7 @@ class Controller(param.Parameterized):
                    and STORE.cached_sample_stats(k, settings) is None]
             if new and settings.samples >= 2 * PREVIEW_SAMPLES:
                 first = dataclasses.replace(settings, samples=PREVIEW_SAMPLES)
+                t = time.perf_counter()
                 self.param.update(status=f"sampling {PREVIEW_SAMPLES:,} for a first look")
                 stats, base_stats = self._sample(key, model, base_key, base_model, first)
                 if self._superseded():
@@ -370,6 +371,7 @@ class Controller(param.Parameterized):
                                   f"sampling {settings.samples:,}")
                 if self._pages:
                     self._drawn.wait(PAGE_DRAW_WAIT_S)
+                took["the first look"] = time.perf_counter() - t
             else:
                 self.param.update(status=f"sampling {settings.samples:,}")
             t = time.perf_counter()
@@ -380,10 +382,12 @@ class Controller(param.Parameterized):
             # drawing; only a new dictionary's superposition statistics (seconds) follow in a
             # later pass. A newer request skips what is left.
             self.param.update(status="expected rates and interference")
+            t = time.perf_counter()
             analytic = STORE.analytic_stats(key, model, settings, stats,
                                             self.progress_callback("expected rates", SETTINGS))
             base_analytic = None if base_model is None else STORE.analytic_stats(
                 base_key, base_model, settings, base_stats)
+            took["expected rates and interference"] = time.perf_counter() - t
             if self._superseded():
                 return
             res = Results(
@@ -407,8 +411,10 @@ class Controller(param.Parameterized):
                 if self._superseded():
                     return
                 self.param.update(status=what, progress=0)
+                t = time.perf_counter()
                 res = dataclasses.replace(res, **{field_name: compute()},
                                           seconds=time.perf_counter() - t0)
+                took[what] = time.perf_counter() - t
                 self.param.update(results=res)
             self.param.update(status=ready_status(model, settings.samples,
                                                   time.perf_counter() - t0, took))
