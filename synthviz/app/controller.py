@@ -351,9 +351,9 @@ class Controller(param.Parameterized):
                 base_key, base_model = STORE.model(snap["source"], snap["device"], None)
             # a first look from PREVIEW_SAMPLES samples (titled with its count) while the full
             # count is sampled (at 16k a cheap change is seen in about a second)
-            new = [k for k in (key, base_key) if k is not None
-                   and STORE.cached_sample_stats(k, settings) is None]
-            if new and settings.samples >= 2 * PREVIEW_SAMPLES:
+            uncached = any(k is not None and STORE.cached_sample_stats(k, settings) is None
+                           for k in (key, base_key))
+            if uncached and settings.samples >= 2 * PREVIEW_SAMPLES:
                 first = dataclasses.replace(settings, samples=PREVIEW_SAMPLES)
                 t = time.perf_counter()
                 self.param.update(status=f"sampling {PREVIEW_SAMPLES:,} for a first look")

@@ -48,11 +48,8 @@ class SessionLoop:
                 self._held.append(fn)
                 return
 
-        def cb():
-            with set_curdoc(doc):
-                self._run(fn)
         try:
-            doc.add_next_tick_callback(cb)
+            doc.add_next_tick_callback(self._on_doc(fn))
         except Exception as exc:  # the session is gone
             log.debug("page update dropped: %s", exc)
 
@@ -74,14 +71,19 @@ class SessionLoop:
             return
         if not doc.session_context:
             return
+        try:
+            doc.add_timeout_callback(self._on_doc(fn), int(seconds * 1000))
+        except Exception as exc:  # the session is gone
+            log.debug("page update dropped: %s", exc)
+
+    def _on_doc(self, fn):
+        """`fn` as a document callback: run with the session's document current."""
+        doc = self.doc
 
         def cb():
             with set_curdoc(doc):
                 self._run(fn)
-        try:
-            doc.add_timeout_callback(cb, int(seconds * 1000))
-        except Exception as exc:  # the session is gone
-            log.debug("page update dropped: %s", exc)
+        return cb
 
     @staticmethod
     def _run(fn) -> None:

@@ -209,12 +209,9 @@ class Store:
                           lambda: compute_analytic_stats(model, settings, sample, progress),
                           progress)
 
-    def cached_analytic(self, model_key: tuple, settings: SampleSettings) -> AnalyticStats | None:
-        with self._lock:
-            return self._stats.get(("analytic", model_key, settings))
-
     def cached_sample_stats(self, model_key: tuple, settings: SampleSettings
                             ) -> SampleStats | None:
+        """The sample statistics if cached (nothing is computed)."""
         with self._lock:
             return self._stats.get(("stats", model_key, settings))
 
