@@ -43,6 +43,9 @@ class SynthModel:
     correlation_diag: torch.Tensor | None = None  # [N]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     provenance: Provenance = field(default_factory=Provenance)  # source, clamped counts...
+    # the model this one keeps the first N features of (a truncation), so statistics that are
+    # per tree or per feature can be taken from it (not carried by `replace`)
+    prefix_of: SynthModel | None = field(default=None, repr=False)
     _tables: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ basic facts
@@ -78,6 +81,10 @@ class SynthModel:
         if key not in self._tables:
             self._tables[key] = compute()
         return self._tables[key]
+
+    def has_memoized(self, key: Hashable) -> bool:
+        """Whether `memoized(key, ...)` would return at once."""
+        return key in self._tables
 
     def _gen(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
         if generator is not None:

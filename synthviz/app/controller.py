@@ -26,6 +26,7 @@ from synthviz.app.results import Results, sample_settings
 from synthviz.app.store import STORE
 from synthviz.device import DEVICES, release_free_memory
 from synthviz.errors import Cancelled, SynthvizError
+from synthviz.stats.analytic import rates_are_cheap
 
 log = logging.getLogger(__name__)
 
@@ -353,6 +354,7 @@ class Controller(param.Parameterized):
             # count is sampled (at 16k a cheap change is seen in about a second)
             uncached = any(k is not None and STORE.cached_sample_stats(k, settings) is None
                            for k in (key, base_key))
+            analytic = base_analytic = None  # from a first look, when it measured them
             if uncached and settings.samples >= 2 * PREVIEW_SAMPLES:
                 first = dataclasses.replace(settings, samples=PREVIEW_SAMPLES)
                 t = time.perf_counter()
@@ -360,11 +362,18 @@ class Controller(param.Parameterized):
                 stats, base_stats = self._sample(key, model, base_key, base_model, first)
                 if self._superseded():
                     return
+                # where expected rates need no new integration (e.g. a truncation of a model
+                # whose rates are known) the first look has them and the interference too
+                if all(m is None or rates_are_cheap(m) for m in (model, base_model)):
+                    analytic = STORE.analytic_stats(key, model, first, stats)
+                    base_analytic = None if base_model is None else STORE.analytic_stats(
+                        base_key, base_model, first, base_stats)
                 self._drawn.clear()
                 self.param.update(results=Results(
-                    settings=snap, model=model, stats=stats,
+                    settings=snap, model=model, stats=stats, analytic=analytic,
                     superposition=STORE.cached_superposition(model), base_model=base_model,
-                    base_stats=base_stats, base_superposition=None if base_model is None
+                    base_stats=base_stats, base_analytic=base_analytic,
+                    base_superposition=None if base_model is None
                     else STORE.cached_superposition(base_model),
                     seconds=time.perf_counter() - t0, preview=True), error="")
                 self.param.update(status=f"first look from {PREVIEW_SAMPLES:,} samples; "
@@ -383,10 +392,12 @@ class Controller(param.Parameterized):
             # later pass. A newer request skips what is left.
             self.param.update(status="expected rates and interference")
             t = time.perf_counter()
-            analytic = STORE.analytic_stats(key, model, settings, stats,
-                                            self.progress_callback("expected rates", SETTINGS))
+            analytic = STORE.analytic_stats(
+                key, model, settings, stats, self.progress_callback("expected rates", SETTINGS),
+                None if analytic is None else analytic.interference)
             base_analytic = None if base_model is None else STORE.analytic_stats(
-                base_key, base_model, settings, base_stats)
+                base_key, base_model, settings, base_stats,
+                interference=None if base_analytic is None else base_analytic.interference)
             took["expected rates and interference"] = time.perf_counter() - t
             if self._superseded():
                 return

@@ -203,11 +203,14 @@ class Store:
                           progress)
 
     def analytic_stats(self, model_key: tuple, model, settings: SampleSettings,
-                       sample: SampleStats, progress: Progress | None = None) -> AnalyticStats:
+                       sample: SampleStats, progress: Progress | None = None,
+                       interference: Any = None) -> AnalyticStats:
+        """interference: measured already (on the same first samples: see
+        `compute_analytic_stats`), e.g. by the first look; reused as it is."""
         key = ("analytic", model_key, settings)
         return self._once(self._stats, key,
-                          lambda: compute_analytic_stats(model, settings, sample, progress),
-                          progress)
+                          lambda: compute_analytic_stats(model, settings, sample, progress,
+                                                         interference), progress)
 
     def cached_sample_stats(self, model_key: tuple, settings: SampleSettings
                             ) -> SampleStats | None:
@@ -330,8 +333,11 @@ def compute_sample_stats(model, settings: SampleSettings, progress: Progress | N
 
 
 def compute_analytic_stats(model, settings: SampleSettings, sample: SampleStats,
-                           progress: Progress | None = None) -> AnalyticStats:
-    """Expected rates and L0, and interference on a few hundred samples (after sampling)."""
+                           progress: Progress | None = None, interference: Any = None
+                           ) -> AnalyticStats:
+    """Expected rates and L0, and interference on the first `INTERFERENCE_SAMPLES` samples of
+    the sample seed (the same for any sample count from that many up, so a first look's
+    measurement can be passed in as `interference` and reused)."""
     from synthviz.stats.frequencies import firing_stats
     from synthviz.stats.l0 import expected_l0, expected_rates
     from synthviz.stats.stream import collect
@@ -339,7 +345,7 @@ def compute_analytic_stats(model, settings: SampleSettings, sample: SampleStats,
 
     errors: dict[str, str] = {}
     t0 = time.perf_counter()
-    exp = firing = interference = None
+    exp = firing = None
     try:
         rates = expected_rates(model)
         firing = firing_stats(sample.counts, sample.l0.samples, model.firing_probabilities, rates)
@@ -352,8 +358,9 @@ def compute_analytic_stats(model, settings: SampleSettings, sample: SampleStats,
         # readouts cost a [D] @ [D, N] product per sample: a few hundred samples give
         # millions of readout errors, plenty for the histograms
         n = min(INTERFERENCE_SAMPLES, settings.samples)
-        interference = collect(model, n, InterferenceAccumulator(model, max_samples=n),
-                               seed=settings.seed, progress=progress)
+        if interference is None or interference.samples != n:
+            interference = collect(model, n, InterferenceAccumulator(model, max_samples=n),
+                                   seed=settings.seed, progress=progress)
     except Cancelled:
         raise  # not a failure to cache: the request moved on
     except Exception as exc:

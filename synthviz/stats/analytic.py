@@ -40,7 +40,8 @@ from synthviz.rate_maths import (candidate_probabilities, chain_rates, gauss_leg
 from synthviz.stats._parallel import run_phases, workers_for
 
 __all__ = ["DEFAULT_POINTS", "bvn_upper", "expected_l0", "expected_rates", "implied_phi",
-           "me_win_probability", "normal_sf", "positive_magnitude", "thresholds"]
+           "me_win_probability", "normal_sf", "positive_magnitude", "rates_are_cheap",
+           "thresholds"]
 
 _SQRT2 = math.sqrt(2.0)
 _T_CLAMP = 38.0  # |threshold| beyond which a normal tail is 0 in float64
@@ -102,8 +103,106 @@ def expected_rates(model, points: int = DEFAULT_POINTS) -> torch.Tensor:
     memoized = getattr(model, "memoized", None)  # duck-typed models compute each time
     if memoized is None:
         return _compute_expected_rates(model, points)
-    return memoized(("expected_rates", int(points)),
-                    lambda: _compute_expected_rates(model, points)).clone()
+
+    def compute():
+        rates = _prefix_rates(model, points)
+        return _compute_expected_rates(model, points) if rates is None else rates
+    return memoized(("expected_rates", int(points)), compute).clone()
+
+
+def rates_are_cheap(model, points: int = DEFAULT_POINTS) -> bool:
+    """Whether `expected_rates(model)` needs no new copula integration over the whole forest:
+    already known, exact without one (no correlation factor or no tree), or a truncation of a
+    model whose rates are known (only the trees the cut changed are integrated again)."""
+    has = getattr(model, "has_memoized", None)
+    if has is None:
+        return False
+    if has(("expected_rates", int(points))):
+        return True
+    if model.correlation_factor is None or model.forest is None or not model.forest.levels:
+        return True
+    src = getattr(model, "prefix_of", None)
+    return src is not None and src.has_memoized(("expected_rates", int(points)))
+
+
+def _tree_roots(forest) -> torch.Tensor:
+    """The root of each feature's tree [N] (-1 outside every tree)."""
+    root = torch.full((forest.num_features,), -1, dtype=torch.long)
+    par = forest.parent
+    for depth, level in enumerate(forest.levels):
+        idx = torch.tensor(level, dtype=torch.long)
+        root[idx] = idx if depth == 0 else root[par[idx]]
+    return root
+
+
+def _same(x: torch.Tensor | None, y: torch.Tensor | None) -> bool:
+    if x is None or y is None:
+        return x is None and y is None
+    return x.shape == y.shape and torch.equal(x.detach().cpu(), y.detach().cpu())
+
+
+@torch.no_grad()
+def _prefix_rates(model, points: int) -> torch.Tensor | None:
+    """A truncation's rates from its source's (`model.prefix_of`), or None when that does not
+    apply. Rates are per tree: a tree the cut left whole, whose features keep their probability
+    and magnitude (to float32 rounding, 1e-6 relative: far below the integration's error), has
+    the rates the source's integration gave (the same points, the same per-feature control
+    variate); the trees the cut changed are integrated again, alone; a feature outside every
+    tree is p * P(magnitude > 0), exact."""
+    src = getattr(model, "prefix_of", None)
+    n = model.num_features
+    forest, sforest = model.forest, None if src is None else src.forest
+    if (src is None or forest is None or sforest is None or forest.org is not None
+            or sforest.org is not None or n > src.num_features
+            or model.correlation_factor is None):
+        return None
+    f, sf = model.correlation_factor, src.correlation_factor
+    d, sd = model.correlation_diag, src.correlation_diag
+    if sf is None or not _same(f, sf[:n]) or (d is None) != (sd is None) \
+            or (d is not None and not _same(d, sd[:n])):
+        return None
+    src_rates = expected_rates(src, points)  # memoized on the source
+    p = model.firing_probabilities.detach().double().cpu().clamp(0.0, 1.0)
+    sp = src.firing_probabilities.detach().double().cpu()[:n].clamp(0.0, 1.0)
+    a = positive_magnitude(model.mean_magnitudes.detach().cpu(), model.std_magnitudes.detach().cpu())
+    sa = positive_magnitude(src.mean_magnitudes.detach().cpu()[:n],
+                            src.std_magnitudes.detach().cpu()[:n])
+    sroot = _tree_roots(sforest)
+    in_tree = sroot[:n] >= 0
+    differs = ~torch.isclose(p, sp, rtol=1e-6, atol=0.0) | ~torch.isclose(a.double(), sa.double(),
+                                                                        rtol=1e-6, atol=0.0)
+    differs |= forest.parent != sforest.parent[:n]
+    differs |= forest.me_mask != sforest.me_mask[:n]
+    changed = torch.zeros(src.num_features, dtype=torch.bool)
+    changed[sroot[n:][sroot[n:] >= 0]] = True  # trees that lost features
+    changed[sroot[:n][in_tree & differs]] = True
+    rate = (p * a).clamp(0.0, 1.0)
+    whole = in_tree & ~changed[sroot[:n].clamp(min=0)]
+    rate[whole] = src_rates[:n][whole]
+    redo = [r for r in forest.roots if bool(changed[r])]
+    if redo:
+        root = _tree_roots(forest)
+        part = type(forest)(num_features=n, roots=redo,
+                            me={q for q in forest.me if bool(changed[root[q]])},
+                            children={q: kids for q, kids in forest.children.items()
+                                      if root[q] >= 0 and bool(changed[root[q]])})
+        sub = _Parts(model, part)
+        fresh = _compute_expected_rates(sub, points)
+        nodes = (root >= 0) & changed[root.clamp(min=0)]
+        rate[nodes] = fresh[nodes]
+    return rate
+
+
+class _Parts:
+    """A model's tensors with another forest (the trees to integrate again)."""
+
+    def __init__(self, model, forest):
+        self.forest = forest
+        self.correlation_factor = model.correlation_factor
+        self.correlation_diag = model.correlation_diag
+        self.firing_probabilities = model.firing_probabilities
+        self.mean_magnitudes = model.mean_magnitudes
+        self.std_magnitudes = model.std_magnitudes
 
 
 @torch.no_grad()

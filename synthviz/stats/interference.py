@@ -61,7 +61,7 @@ class InterferenceAccumulator:
         self.max_samples = max_samples
         self.chunk = chunk
         w = model.feature_vectors.detach()
-        self._wt = w.T.contiguous()
+        self._w = w  # read as w.T: BLAS takes the transpose as it is (no [D, N] copy)
         self._bias = model.bias.detach()
         rates = expected_rates(model)
         mu = model.mean_magnitudes.detach().double().cpu()
@@ -96,7 +96,7 @@ class InterferenceAccumulator:
             raise ConfigError("InterferenceAccumulator needs the decoded samples (hidden=...)")
         m = min(room, batch_size)
         dev = hidden.device
-        wt = self._wt.to(dev, hidden.dtype)
+        wt = self._w.to(dev, hidden.dtype).T
         bias = self._bias.to(dev, hidden.dtype)
         n = wt.shape[1]
         for s in range(0, m, self.chunk):

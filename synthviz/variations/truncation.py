@@ -108,6 +108,7 @@ def apply_truncation(model: SynthModel, n: int) -> SynthModel:
         # sae_lens regenerates magnitudes from the config; see the module docstring
         changes.update(truncation_std_max_diff=std_diff, truncation_mean_max_diff=mean_diff)
     new.provenance = new.provenance.derived(**changes)
+    new.prefix_of = model
     return new
 
 

@@ -9,6 +9,7 @@ import math
 import time
 
 import pytest
+import torch
 
 from synthviz.app import STORE, Controller
 from synthviz.app.views import Explorer
@@ -164,6 +165,12 @@ def test_truncation_changes_n_and_the_dictionary_statistics(base_controller):
     # prefix tables at once, and equal a direct computation on the first 4096 rows
     assert [r.preview for r in published] == [True, False], published
     assert published[1].complete and published[0].superposition is published[1].superposition
+    # the base's expected rates are known, so the truncation's need no new integration: the
+    # first look already has them and the interference, which the full count reuses
+    first = published[0].analytic
+    assert first is not None and first.interference is not None
+    assert published[1].analytic.interference is first.interference
+    assert torch.equal(first.firing.expected_rate, published[1].firing.expected_rate)
     sup = after.superposition
     assert sup.method == "prefix" and sup.num_features == 4096
     direct = superposition_stats(before.model.feature_vectors[:4096], bins=COS_BINS)
