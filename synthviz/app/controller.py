@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 CUSTOM = "custom"
 DEFAULT_SAMPLES = 8192
 PREVIEW_SAMPLES = 1024  # the first look at a change, when its full count is not cached
-# how long the worker lets a served page draw the first look before sampling the full count
-# (both need the CPU: drawn side by side, the first look took about twice as long)
-PAGE_DRAW_WAIT_S = 0.5
+# at most how long the worker waits for a served page to paint the first look before it
+# samples the full count (both need the CPU: side by side, the first look took about twice as
+# long to appear); the page says when it has painted (`page_drawn`)
+PAGE_DRAW_WAIT_S = 1.0
 
 # settings that need new samples (every other param is view-only and redraws from `results`)
 MODEL_PARAMS = ("source", "device", "std_mode", "std", "hidden_dim", "rel_p", "num_features",
@@ -232,7 +233,7 @@ class Controller(param.Parameterized):
         self._pages += 1
 
     def page_drawn(self) -> None:
-        """The page has drawn the first look (called from the page's event loop)."""
+        """The page has painted the first look (called from the page's event loop)."""
         self._drawn.set()
 
     def settings(self) -> dict[str, Any]:

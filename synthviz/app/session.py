@@ -91,3 +91,26 @@ class SessionLoop:
             fn()
         except Exception:  # a failed redraw is logged; the page keeps the last plots
             log.exception("page update failed")
+
+
+class PaintAck:
+    """Tells the server when the browser has painted an update. `expect(n)` (inside the update)
+    sends n to the page; the page echoes it back after its next frame, and `on_painted(n)` runs
+    on the session's loop. The worker waits for that before it samples on: on a shared machine
+    sampling and the browser's drawing of a first look compete for the same cores."""
+
+    def __init__(self, on_painted):
+        self._on_painted = on_painted
+        self.sent = pn.widgets.IntInput(value=0, visible=False, css_classes=["sv-ack-sent"])
+        self.seen = pn.widgets.IntInput(value=0, visible=False, css_classes=["sv-ack-seen"])
+        # two frames: the patch is applied when the message arrives, painted in the next frame
+        self.sent.jscallback(value="requestAnimationFrame(() => requestAnimationFrame(() => "
+                                   "{ seen.value = cb_obj.value }))", args={"seen": self.seen})
+        self.seen.param.watch(lambda e: self._on_painted(e.new), ["value"])
+
+    def expect(self, n: int) -> None:
+        self.sent.value = n
+
+    @property
+    def widgets(self) -> list:
+        return [self.sent, self.seen]

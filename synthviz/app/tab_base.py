@@ -29,6 +29,7 @@ import param
 
 from synthviz.app.results import Results
 from synthviz.plots._style import empty
+from synthviz.plots.registry import same_reads
 
 log = logging.getLogger(__name__)
 _NUMBER = re.compile(r"[-+]?\d[\d,.]*")
@@ -52,6 +53,7 @@ class PlotSlot:
         self.name = name
         self.in_place = in_place
         self._pipe: hv.streams.Pipe | None = None
+        self.drawn_from: tuple | None = None  # what the shown element was made from (see reads)
         self._kind: Any = None
         self._labels: dict[str, str] = {}  # stable layer key -> legend text to show
         # a 2D canvas, not WebGL (see the module docstring)
@@ -167,14 +169,21 @@ class TabView(pn.viewable.Viewer):
         raise NotImplementedError
 
     def show_spec(self, spec, res, options: dict) -> None:
-        """Draw one registry entry (`PlotSpec`) into its slot; an entry that fails becomes a
-        message in its slot rather than taking the tab down."""
+        """Draw one registry entry (`PlotSpec`) into its slot, unless it shows what it would
+        be made from already (`PlotSpec.reads`); an entry that fails becomes a message in its
+        slot rather than taking the tab down."""
+        slot = self.slot[spec.name]
+        reads = None if spec.reads is None else (spec.reads(res), tuple(sorted(options.items())))
+        if reads is not None and same_reads(reads, slot.drawn_from):
+            return  # the page would get the same figure again (and redraw it)
         try:
             obj = spec.create(res, **options)
         except Exception as exc:
             log.exception("plot %s failed", spec.name)
             obj = empty(f"{spec.name}: {type(exc).__name__}: {exc}")
-        self.slot[spec.name].show(obj)
+            reads = None
+        slot.show(obj)
+        slot.drawn_from = reads
 
     def __panel__(self):
         return self._layout

@@ -30,7 +30,7 @@ from synthviz.app.export_panel import ExportPanel, export_check_or_none
 from synthviz.app.model_text import describe_model, model_warnings, preset_note
 from synthviz.app.plot_tabs import TAB_VIEWS
 from synthviz.app.results import Results
-from synthviz.app.session import SessionLoop
+from synthviz.app.session import PaintAck, SessionLoop
 from synthviz.fidelity import ExportCheck
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,27 @@ SAMPLE_OPTIONS = [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144]
 # work shorter than this shows no progress bar: showing and hiding one costs the browser a
 # relayout and its animation a share of the CPU that the server's sampling needs
 PROGRESS_AFTER_S = 0.6
+# the progress bar is drawn inside the status line, and only its HTML changes: a Panel widget
+# shown and hidden made the browser lay out the whole page (and repaint every plot) each time
+STATUS_CSS = """
+.sv-line { display: flex; align-items: center; gap: 12px; min-height: 24px; }
+.sv-line p { margin: 0; }
+.sv-bar { flex: 0 0 240px; height: 8px; border-radius: 4px; background: #e6e8eb;
+          overflow: hidden; visibility: hidden; }
+.sv-bar.sv-bar-on { visibility: visible; }
+.sv-bar div { height: 100%; background: #0072b5; }
+.sv-bar.sv-bar-busy div { width: 30%; animation: sv-slide 1.2s ease-in-out infinite; }
+@keyframes sv-slide { from { transform: translateX(-100%); } to { transform: translateX(340%); } }
+"""
+
+
+def status_html(status: str, bar: bool, pct: int) -> str:
+    """The status line: the text, and a bar (pct, or moving while pct is unknown) when shown."""
+    known = 0 < pct < 100
+    cls = "sv-bar" + (" sv-bar-on" if bar else "") + (" sv-bar-busy" if bar and not known else "")
+    width = f' style="width: {pct}%"' if known else ""
+    return (f'<div class="sv-line"><p><b>status:</b> {html.escape(status)}</p>'
+            f'<div class="{cls}"><div{width}></div></div></div>')
 
 class Explorer(pn.viewable.Viewer):
     """One session's page: controls, status, cards, plot tabs and export."""
@@ -61,6 +82,8 @@ class Explorer(pn.viewable.Viewer):
         self._seq = self._applied_seq = 0
         self._status_queued = False  # one status update waits on the loop at a time
         self._busy_since: float | None = None
+        # served: the page says when it has painted a first look (see `PaintAck`)
+        self.ack = PaintAck(self._painted)
         self._build_widgets()
         self._build_main()
         self.export = ExportPanel(controller=c, loop=self.loop)
@@ -201,10 +224,10 @@ class Explorer(pn.viewable.Viewer):
 
     # -------------------------------------------------------------- main area
     def _build_main(self) -> None:
-        self.progress = pn.indicators.Progress(value=0, max=100, active=False, bar_color="primary",
-                                               sizing_mode="stretch_width", height=14,
-                                               css_classes=["sv-progress"], visible=False)
-        self.status = pn.pane.Markdown("starting", css_classes=["sv-status"], margin=(0, 10))
+        self.bar_shown = False  # whether the status line shows its progress bar
+        self.status = pn.pane.HTML(status_html("starting", False, 0), css_classes=["sv-status"],
+                                   stylesheets=[STATUS_CSS], margin=(0, 10),
+                                   sizing_mode="stretch_width")
         self.alert = pn.pane.Alert("", alert_type="danger", visible=False,
                                    css_classes=["sv-error"], sizing_mode="stretch_width")
         self.model_line = pn.pane.Markdown("", css_classes=["sv-model"], margin=(0, 10),
@@ -230,9 +253,9 @@ class Explorer(pn.viewable.Viewer):
                             css_classes=["sv-tabs"])
         self.tabs.param.watch(lambda e: self._on_tab(), ["active"])
         self._on_tab()
-        self.main = pn.Column(pn.Row(self.status, self.progress, sizing_mode="stretch_width"),
+        self.main = pn.Column(self.status,
                               self.model_line, self.alert, self.warnings, self.card_row,
-                              self.tabs, sizing_mode="stretch_width")
+                              self.tabs, *self.ack.widgets, sizing_mode="stretch_width")
 
     # -------------------------------------------------------------- updates
     def _on_results(self, event) -> None:
@@ -290,7 +313,13 @@ class Explorer(pn.viewable.Viewer):
             self.export.show_check(check)
             for name, (value, sub) in cards.items():
                 self.cards[name].object = card_html(name, value, sub)
-        if res.preview:
+            if res.preview and self.loop.doc is not None:
+                self.ack.expect(seq)
+        if res.preview and self.loop.doc is None:
+            self.controller.page_drawn()  # no browser: drawn once applied
+
+    def _painted(self, seq: int) -> None:
+        if seq and seq == self._applied_seq:  # an older update's echo says nothing of this one
             self.controller.page_drawn()
 
     def _write_url(self, settings: dict[str, Any]) -> None:
@@ -332,18 +361,15 @@ class Explorer(pn.viewable.Viewer):
             self._status_queued = False
         c = self.controller
         status, busy, pct, err = c.status, c.busy, c.progress, c.error
-        self.status.object = f"**status:** {html.escape(status)}"
         now = time.monotonic()
         if not busy:
             self._busy_since = None
         elif self._busy_since is None:
             self._busy_since = now
             self.loop.later(PROGRESS_AFTER_S, self._on_status)  # still busy then: the bar
-        bar = busy and now - self._busy_since >= PROGRESS_AFTER_S - 0.02
-        self.progress.visible = bar
-        self.progress.active = bar
-        # -1: an indeterminate bar for steps that report no progress of their own
-        self.progress.value = pct if busy and 0 < pct < 100 else (-1 if busy else 100)
+        self.bar_shown = busy and now - self._busy_since >= PROGRESS_AFTER_S - 0.02
+        # a moving bar for steps that report no progress of their own
+        self.status.object = status_html(status, self.bar_shown, pct if busy else 0)
         self.alert.object = html.escape(err)
         self.alert.visible = bool(err)
 

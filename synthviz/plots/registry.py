@@ -46,10 +46,27 @@ class PlotSpec:
     # update (heatmaps and graphs, whose categorical axes and layouts change with the data)
     in_place: bool = False
     doc: str = ""
+    # the objects `make` reads from the results, or None for "everything": a view does not
+    # redraw an entry while they are the same objects (e.g. the dictionary's statistics when
+    # only the sample count grew)
+    reads: Callable[[Any], tuple] | None = None
 
     def create(self, results, **options):
         """The element for `results` (None: the plot does not apply to them)."""
         return self.make(results, options)
+
+
+def same_reads(a: tuple | None, b: tuple | None) -> bool:
+    """Whether two `PlotSpec.reads` tuples name the same objects (scalars compare equal)."""
+    if a is None or b is None or len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if isinstance(x, tuple) and isinstance(y, tuple):
+            if not same_reads(x, y):
+                return False
+        elif x is not y and not (isinstance(x, (str, int, float)) and x == y):
+            return False
+    return True
 
 
 class PlotRegistry:
@@ -186,6 +203,10 @@ def _max_cos(r, o):
         None if r.base_model is None else _x_rates(r.base_firing, r.base_model))
 
 
+def _interference_reads(a) -> tuple:
+    return (None, None) if a is None else (a.interference, a.errors.get("interference", ""))
+
+
 def _interference(r, o):
     a, ba = r.analytic, r.base_analytic
     if a is None:
@@ -223,14 +244,22 @@ PLOTS.register("tree", "Hierarchy",
                options=("tree_root",), doc="the tree holding a feature, coloured by rate")
 PLOTS.register("tree_base", "Hierarchy", _tree_base, options=("tree_root",),
                doc="the same tree in the base model (when compared)")
-PLOTS.register("forest", "Hierarchy", _forest, doc="the forest's shape by depth")
+PLOTS.register("forest", "Hierarchy", _forest, doc="the forest's shape by depth",
+               reads=lambda r: (r.model.forest, r.model.num_features,
+                                None if r.base_model is None else r.base_model.forest))
 PLOTS.register("cos_hist", "Superposition",
                lambda r, o: create_cos_histogram(r.superposition, r.base_superposition),
-               in_place=True, doc="histogram of |cos| between feature directions")
+               in_place=True, doc="histogram of |cos| between feature directions",
+               reads=lambda r: (r.superposition, r.base_superposition))
 PLOTS.register("max_cos", "Superposition", _max_cos, in_place=True,
-               doc="each feature's max |cos| against its rate")
+               doc="each feature's max |cos| against its rate",
+               # the x values are the model's expected rates once known (else its stored p)
+               reads=lambda r: (r.superposition, r.model, r.analytic is None,
+                                r.base_superposition, r.base_model, r.base_analytic is None))
 PLOTS.register("interference", "Superposition", _interference, in_place=True,
-               doc="readout error of active and inactive features")
+               doc="readout error of active and inactive features",
+               reads=lambda r: (_interference_reads(r.analytic),
+                                _interference_reads(r.base_analytic)))
 PLOTS.register("magnitudes", "Magnitudes", _magnitude_panel(False), in_place=True,
                doc="magnitudes of active features, by depth")
 PLOTS.register("magnitudes_relative", "Magnitudes", _magnitude_panel(True), in_place=True,

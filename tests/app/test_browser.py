@@ -162,6 +162,20 @@ def test_rel_p_slider_changes_the_l0_card_and_histogram(served_app, page):
         page.wait_for_timeout(250)
     assert now and now != before
     assert "rel_p=0.5" in page.url  # the link now carries the setting
+    # the page told the server when it had painted the first look (the server waits for that,
+    # not a fixed time, before it samples the full count)
+    ack = page.evaluate("""() => {
+      const out = {}, seen = new Set();
+      const walk = (v) => {
+        if (!v || seen.has(v)) return; seen.add(v);
+        for (const c of v.model.css_classes ?? [])
+          if (c.startsWith('sv-ack-')) out[c] = v.model.value;
+        for (const k of Array.from(v.child_views ?? [])) walk(k);
+      };
+      for (const r of Object.values(Bokeh.index)) walk(r);
+      return out;
+    }""")
+    assert ack.get("sv-ack-sent", 0) > 0 and ack.get("sv-ack-seen") == ack["sv-ack-sent"], ack
     assert errors == []
 
 
@@ -196,8 +210,9 @@ def test_d512_preset_shows_progress_and_updates_rho_mm(served_app, page):
           }
           return null;
         };
-        const bar = find('.sv-progress');
-        if (bar && bar.offsetParent !== null && bar.getBoundingClientRect().height > 0)
+        const bar = find('.sv-bar.sv-bar-on');
+        if (bar && getComputedStyle(bar).visibility === 'visible' &&
+            bar.getBoundingClientRect().height > 0)
           window.__sv.progress = true;
         const st = find('.sv-status');
         if (st) window.__sv.status.add((st.shadowRoot || st).textContent);

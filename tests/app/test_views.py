@@ -288,15 +288,45 @@ def test_progress_bar_only_for_work_that_lasts(explorer):
     assert c.wait(WAIT)
     try:
         c.param.update(busy=True, status="sampling 8,192")
-        assert not ex.progress.visible  # just started
+        assert not ex.bar_shown  # just started
         c.param.update(busy=False, status="ready")
         time.sleep(PROGRESS_AFTER_S + 0.3)
-        assert not ex.progress.visible  # finished before the bar was due
+        assert not ex.bar_shown  # finished before the bar was due
         c.param.update(busy=True, status="building")
         deadline = time.monotonic() + PROGRESS_AFTER_S + 5
-        while not ex.progress.visible and time.monotonic() < deadline:
+        while not ex.bar_shown and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert ex.progress.visible and ex.progress.active
+        assert ex.bar_shown and 'sv-bar-on' in ex.status.object
     finally:
         c.param.update(busy=False, status="ready")
-    assert not ex.progress.visible
+    assert not ex.bar_shown
+
+
+def test_plots_are_not_redrawn_from_the_same_statistics(explorer):
+    """A new snapshot (e.g. the full count after a first look) redraws only the plots whose
+    statistics changed: the page would get the same figures again and repaint them."""
+    import dataclasses
+
+    c, ex, root = explorer
+    view = ex.views["Superposition"]
+    res = c.results
+    assert res.complete
+    view.active = True
+    try:
+        ex._apply(res, {}, 0)
+        sent: list[str] = []
+        for name, slot in view.slot.items():
+            slot.show = (lambda orig, n: lambda obj: (sent.append(n), orig(obj))[1])(
+                slot.show, name)
+        # the same model and dictionary statistics, new sample statistics: nothing to redraw
+        ex._apply(dataclasses.replace(res, stats=dataclasses.replace(res.stats)), {}, 0)
+        assert sent == []
+        # the expected rates gone (x values back to stored p) and no interference yet: those two
+        ex._apply(dataclasses.replace(res, analytic=None), {}, 0)
+        assert sorted(sent) == ["interference", "max_cos"]
+        ex._apply(res, {}, 0)
+        assert sorted(sent) == ["interference", "interference", "max_cos", "max_cos"]
+    finally:
+        for slot in view.slot.values():
+            slot.__dict__.pop("show", None)
+        view.active = False
