@@ -14,6 +14,7 @@ wait for one computation instead of repeating it (single flight). Nothing here i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -192,8 +193,20 @@ class Store:
         if variation is None or variation.is_identity():
             return ("model", source, str(device), None), base
         key = ("model", source, str(device), variation)  # a frozen, hashable value
-        return key, self._once(self._models, key, lambda: variation.apply(base, progress=progress),
+        return key, self._once(self._models, key,
+                               lambda: self._derive(source, device, base, variation, progress),
                                progress)
+
+    def _derive(self, source: str, device: str, base, variation, progress: Progress | None):
+        model = variation.apply(base, progress=progress)
+        if variation.num_features is not None and getattr(model, "prefix_of", None) is None:
+            # a truncation followed by other families: its features are a prefix of the same
+            # variation without the truncation, whose per-tree statistics (expected rates) may
+            # be known already (`stats.analytic` checks every tree it takes from it)
+            whole = dataclasses.replace(variation, num_features=None)
+            with self._lock:
+                model.prefix_of = self._models.get(("model", source, str(device), whole))
+        return model
 
     # ------------------------------------------------------------------ statistics
     def sample_stats(self, model_key: tuple, model, settings: SampleSettings,

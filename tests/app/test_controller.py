@@ -139,6 +139,26 @@ def test_rel_p_changes_l0_and_rates_but_not_the_dictionary(base_controller):
     assert ready(c).results.model is before.model  # back to the source itself
 
 
+def test_truncation_after_another_change_has_its_rates_in_the_first_look(base_controller):
+    # rel p, then a truncation: the truncated model is built from the base (truncation comes
+    # before rel p), and its expected rates come from the rel-p model's, known already
+    from synthviz.stats.analytic import DEFAULT_POINTS, _compute_expected_rates
+    c = base_controller
+    c.rel_p = 0.8
+    whole = ready(c).results.model
+    with publications(c) as published:
+        c.num_features = 15360
+        ready(c)
+    first = published[0]
+    assert first.preview and first.model.prefix_of is whole
+    assert first.analytic is not None and first.analytic.interference is not None
+    got = first.firing.expected_rate
+    want = _compute_expected_rates(first.model, DEFAULT_POINTS)
+    assert torch.allclose(got, want, rtol=2e-6, atol=1e-9), float((got - want).abs().max())
+    c.param.update(rel_p=1.0, num_features=16384)
+    ready(c)
+
+
 def test_std_changes_only_magnitudes(base_controller):
     c = base_controller
     before = c.results
