@@ -29,7 +29,9 @@ def export_root() -> Path:
 def export_check_or_none(model) -> ExportCheck | None:
     """Whether sae_lens samples an export of `model` alike; None when the check itself failed."""
     try:
-        return export_check(model)
+        memo = getattr(model, "memoized", None)  # a first look and its full count: one check
+        return export_check(model) if memo is None else memo(("export_check",),
+                                                              lambda: export_check(model))
     except Exception:  # the page still shows the model; the export reports its own error
         log.exception("export check failed")
         return None
