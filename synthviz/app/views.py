@@ -43,10 +43,12 @@ SAMPLE_OPTIONS = [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144]
 # relayout and its animation a share of the CPU that the server's sampling needs
 PROGRESS_AFTER_S = 0.6
 # the progress bar is drawn inside the status line, and only its HTML changes: a Panel widget
-# shown and hidden made the browser lay out the whole page (and repaint every plot) each time
+# shown and hidden made the browser lay out the whole page (and repaint every plot) each time.
+# For the same reason the lines above the plots keep their height whatever they say (a status
+# of one line, then two, resized the page twice per change)
 STATUS_CSS = """
-.sv-line { display: flex; align-items: center; gap: 12px; min-height: 24px; }
-.sv-line p { margin: 0; }
+.sv-line { display: flex; align-items: center; gap: 12px; height: 44px; overflow: hidden; }
+.sv-line p { margin: 0; max-height: 44px; overflow: hidden; }
 .sv-bar { flex: 0 0 240px; height: 8px; border-radius: 4px; background: #e6e8eb;
           overflow: hidden; visibility: hidden; }
 .sv-bar.sv-bar-on { visibility: visible; }
@@ -231,7 +233,8 @@ class Explorer(pn.viewable.Viewer):
         self.alert = pn.pane.Alert("", alert_type="danger", visible=False,
                                    css_classes=["sv-error"], sizing_mode="stretch_width")
         self.model_line = pn.pane.Markdown("", css_classes=["sv-model"], margin=(0, 10),
-                                           sizing_mode="stretch_width")
+                                           sizing_mode="stretch_width", height=44,
+                                           stylesheets=[":host { overflow: hidden; }"])
         self.warnings = pn.pane.Alert("", alert_type="warning", visible=False,
                                       css_classes=["sv-warnings"], sizing_mode="stretch_width")
         self.cards = {k: pn.pane.HTML("", stylesheets=[CARD_CSS], css_classes=card_classes(k))
