@@ -49,16 +49,18 @@ def _canvas_renderer():
 class PlotSlot:
     """One plot area: `show(element)` puts a HoloViews element on the page, in place."""
 
-    def __init__(self, name: str, min_height: int = 380, in_place: bool = True):
+    def __init__(self, name: str, in_place: bool = True):
         self.name = name
         self.in_place = in_place
         self._pipe: hv.streams.Pipe | None = None
         self.drawn_from: tuple | None = None  # what the shown element was made from (see reads)
         self._kind: Any = None
         self._labels: dict[str, str] = {}  # stable layer key -> legend text to show
-        # a 2D canvas, not WebGL (see the module docstring)
+        # a 2D canvas, not WebGL (see the module docstring). No min_height: the elements set
+        # their height, and the first update in place reset a pane's min_height on the figure,
+        # which made the browser lay out the whole page
         self.pane = pn.pane.HoloViews(hv.Div(""), sizing_mode="stretch_width",
-                                      min_height=min_height, linked_axes=False,
+                                      linked_axes=False,
                                       css_classes=[f"sv-plot-{name}"],
                                       renderer=_canvas_renderer())
         self.box = pn.Column(self.pane, sizing_mode="stretch_width", visible=False)

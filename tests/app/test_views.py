@@ -330,3 +330,22 @@ def test_plots_are_not_redrawn_from_the_same_statistics(explorer):
         for slot in view.slot.values():
             slot.__dict__.pop("show", None)
         view.active = False
+
+
+def test_an_update_in_place_keeps_the_figures_layout(explorer):
+    """A figure's layout properties must not change when its data does: any change to them
+    makes the browser lay out the whole page and repaint every plot (the first update used to
+    reset the pane's min_height on the figure)."""
+    c, ex, root = explorer
+    props = ("min_height", "height", "min_width", "width", "sizing_mode", "css_classes",
+             "stylesheets", "visible")
+    fig = _l0_figure(ex, root)
+    before = {p: getattr(fig, p) for p in props}
+    c.rel_p = 0.7
+    assert c.wait(WAIT) and c.error == ""
+    ex._apply(c.results, {}, 0)
+    assert _l0_figure(ex, root) is fig
+    assert {p: getattr(fig, p) for p in props} == before
+    c.rel_p = 1.0
+    assert c.wait(WAIT)
+    ex._apply(c.results, {}, 0)
