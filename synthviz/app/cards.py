@@ -12,7 +12,7 @@ CARDS = ("N", "D", "L0", "first-K L0", "rho_mm", "ME violations", "samples/s")
 CARD_CSS = """
 :host { flex: 1 1 0; min-width: 120px; }
 .sv-card { border: 1px solid #d0d7de; border-radius: 8px; padding: 6px 12px; background: #fafbfc;
-           height: 76px; box-sizing: border-box; overflow: hidden; }
+           height: 92px; box-sizing: border-box; overflow: hidden; }  /* two lines of subtitle */
 .sv-card .sv-label { font-size: 12px; color: #57606a; text-transform: none; }
 .sv-card .sv-value { font-size: 22px; font-weight: 600; color: #1f2328; }
 .sv-card .sv-sub { font-size: 11px; color: #57606a; }

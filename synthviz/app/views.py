@@ -53,13 +53,13 @@ STATUS_CSS = """
           overflow: hidden; visibility: hidden; }
 .sv-bar.sv-bar-on { visibility: visible; }
 .sv-bar div { height: 100%; background: #0072b5; }
-.sv-bar.sv-bar-busy div { width: 30%; animation: sv-slide 1.2s ease-in-out infinite; }
-@keyframes sv-slide { from { transform: translateX(-100%); } to { transform: translateX(340%); } }
+.sv-bar.sv-bar-busy div { width: 100%; opacity: 0.35; }  /* no animation: it costs CPU */
 """
 
 
 def status_html(status: str, bar: bool, pct: int) -> str:
-    """The status line: the text, and a bar (pct, or moving while pct is unknown) when shown."""
+    """The status line: the text, and a bar (pct done, or pale while a step reports no
+    progress of its own) when shown."""
     known = 0 < pct < 100
     cls = "sv-bar" + (" sv-bar-on" if bar else "") + (" sv-bar-busy" if bar and not known else "")
     width = f' style="width: {pct}%"' if known else ""
@@ -233,8 +233,9 @@ class Explorer(pn.viewable.Viewer):
         self.alert = pn.pane.Alert("", alert_type="danger", visible=False,
                                    css_classes=["sv-error"], sizing_mode="stretch_width")
         self.model_line = pn.pane.Markdown("", css_classes=["sv-model"], margin=(0, 10),
-                                           sizing_mode="stretch_width", height=44,
-                                           stylesheets=[":host { overflow: hidden; }"])
+                                           sizing_mode="stretch_width", height=48,
+                                           stylesheets=[":host { overflow: hidden; } "
+                                                        "p { margin: 2px 0; line-height: 21px; }"])
         self.warnings = pn.pane.Alert("", alert_type="warning", visible=False,
                                       css_classes=["sv-warnings"], sizing_mode="stretch_width")
         self.cards = {k: pn.pane.HTML("", stylesheets=[CARD_CSS], css_classes=card_classes(k))
@@ -371,7 +372,6 @@ class Explorer(pn.viewable.Viewer):
             self._busy_since = now
             self.loop.later(PROGRESS_AFTER_S, self._on_status)  # still busy then: the bar
         self.bar_shown = busy and now - self._busy_since >= PROGRESS_AFTER_S - 0.02
-        # a moving bar for steps that report no progress of their own
         self.status.object = status_html(status, self.bar_shown, pct if busy else 0)
         self.alert.object = html.escape(err)
         self.alert.visible = bool(err)
