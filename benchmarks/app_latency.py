@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 FULL_SAMPLES = 8192  # the app's default sample count
 sys.path.insert(0, str(REPO))
 
-from tests.app.bokeh_page import visible_plots  # noqa: E402
+from tests.app.bokeh_page import page_signature, visible_plots  # noqa: E402
 from tests.app.test_matrix import _rates, check_tab, compare_on, facts  # noqa: E402
 from tests.app.test_browser import card, show_tab  # noqa: E402
 
@@ -89,32 +89,6 @@ def snapshot(page) -> dict:
             "magnitude_data": _magnitude_data(visible_plots(page))}
 
 
-# What the page shows, cheaply: the cards' HTML and every figure's title and legend, read from
-# the Bokeh models (no DOM queries, no data copies, no layout), so polling it every 50 ms costs
-# the page little. The full check (`shows_new_model`) runs when it changes.
-SIGNATURE_JS = """
-() => {
-  const seen = new Set(), out = [];
-  const kids = (v) => { try { return Array.from(v.child_views ?? []); } catch (e) { return []; } };
-  const walk = (v) => {
-    if (!v || seen.has(v)) return; seen.add(v);
-    const m = v.model;
-    if (m && (m.type === 'Figure' || m.type === 'Plot')) {
-      const labels = [];
-      for (const a of m.center) if (a.type === 'Legend')
-        for (const it of a.items) labels.push(String(it.label && it.label.value));
-      out.push((m.title ? m.title.text : '') + ' | ' + labels.join(' ; '));
-    } else if (m && m.css_classes && m.css_classes.some((c) => c.startsWith('sv-card'))) {
-      out.push(m.text);
-    }
-    for (const c of kids(v)) walk(c);
-  };
-  for (const r of Object.values(Bokeh.index)) walk(r);
-  return [Date.now() / 1000, out.join('\\n')];
-}
-"""
-
-
 def timed(page, tab: str, act, want_base: bool = False, timeout: float = 120.0
           ) -> tuple[float, float]:
     """(seconds until every visible plot shows the new model, seconds until they show it from
@@ -128,14 +102,14 @@ def timed(page, tab: str, act, want_base: bool = False, timeout: float = 120.0
     checked, last_check = None, 0.0
     while time.time() - t0 < timeout:
         try:
-            at, sig = page.evaluate(SIGNATURE_JS)
+            at, sig = page_signature(page)
             # the full check when what is shown changed (or, as a safety net, every 0.5 s)
             if sig != checked or time.time() - last_check > 0.5:
                 checked, last_check = sig, time.time()
                 if shows_new_model(page, tab, before, want_base):
                     # shown since the signature was read, if nothing changed since; the check's
                     # own reading time (page walks, data copies) is not the app's latency
-                    again, sig2 = page.evaluate(SIGNATURE_JS)
+                    again, sig2 = page_signature(page)
                     shown = (at if sig2 == sig else again) - t0
                     first = first or shown
                     if facts(page)["samples"] == FULL_SAMPLES:
@@ -157,7 +131,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--only", default="", help="time only the kinds of change whose name "
-                    "contains this text (e.g. truncation)")
+                    "contains this text (e.g. truncation; compare to base needs the changes "
+                    "before it, since the base compared with itself shows nothing new)")
     args = ap.parse_args(argv)
     n = args.repeats
     log = Path(tempfile.mkdtemp()) / "serve.log"

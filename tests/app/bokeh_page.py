@@ -5,15 +5,26 @@ canvas are painted in a clear colour. Used by the browser tests and benchmarks/a
 
 from __future__ import annotations
 
+# JavaScript: `views`, every Bokeh view reachable from the page's roots, parents first
+_ALL_VIEWS = """
+  const views = [], seen = new Set();
+  const walk = (v) => {
+    if (!v || seen.has(v)) return; seen.add(v); views.push(v);
+    let kids = [];
+    try { kids = Array.from(v.child_views ?? []); } catch (e) {}
+    for (const c of kids) walk(c);
+  };
+  for (const r of Object.values(Bokeh.index)) walk(r);
+  const isFigure = (m) => m && (m.type === 'Figure' || m.type === 'Plot');
+"""
+
 PLOTS_JS = """
 (paint) => {
   const FULL = new Set(['feature', 'index', 'rate', 'feature_i', 'feature_j', 'rate_i']);
-  const seen = new Set(), out = [];
-  const kids = (v) => { try { return Array.from(v.child_views ?? []); } catch (e) { return []; } };
-  const walk = (v) => {
-    if (!v || seen.has(v)) return; seen.add(v);
+  const out = [];""" + _ALL_VIEWS + """
+  for (const v of views) {
     const m = v.model;
-    if (m && (m.type === 'Figure' || m.type === 'Plot')) {
+    if (isFigure(m)) {
       const el = v.el;
       const r = el ? el.getBoundingClientRect() : null;
       const visible = !!el && el.isConnected && el.checkVisibility() && r.width > 0 && r.height > 0;
@@ -53,10 +64,29 @@ PLOTS_JS = """
       out.push({id: m.id, visible, title: m.title ? (m.title.text || '') : '', legends, data,
                 coloured});
     }
-    for (const c of kids(v)) walk(c);
-  };
-  for (const r of Object.values(Bokeh.index)) walk(r);
+  }
   return out;
+}
+"""
+
+# What the page shows, cheaply: the cards' HTML and every figure's title and legend, read from
+# the Bokeh models (no DOM queries, no data copies, no layout), with the page's clock: cheap
+# enough to poll every 50 ms without slowing the drawing it watches.
+SIGNATURE_JS = """
+() => {
+  const out = [];""" + _ALL_VIEWS + """
+  for (const v of views) {
+    const m = v.model;
+    if (isFigure(m)) {
+      const labels = [];
+      for (const a of m.center) if (a.type === 'Legend')
+        for (const it of a.items) labels.push(String(it.label && it.label.value));
+      out.push((m.title ? m.title.text : '') + ' | ' + labels.join(' ; '));
+    } else if (m && m.css_classes && m.css_classes.some((c) => c.startsWith('sv-card'))) {
+      out.push(m.text);
+    }
+  }
+  return [Date.now() / 1000, out.join('\\n')];
 }
 """
 
@@ -68,3 +98,10 @@ def page_plots(page, paint: bool = False) -> list[dict]:
 
 def visible_plots(page, paint: bool = False) -> list[dict]:
     return [p for p in page_plots(page, paint) if p["visible"]]
+
+
+def page_signature(page) -> tuple[float, str]:
+    """(the page's clock in seconds, a text that changes when the cards, a title or a legend
+    does)."""
+    at, text = page.evaluate(SIGNATURE_JS)
+    return at, text
