@@ -105,6 +105,15 @@ class Forest:
         return ForestIndex(self)
 
     @cached_property
+    def tree_root(self) -> torch.Tensor:
+        """The root of each feature's tree [N] (-1 outside every tree)."""
+        root = torch.full((self.num_features,), -1, dtype=torch.long)
+        for depth, level in enumerate(self.levels):
+            idx = torch.tensor(level, dtype=torch.long)
+            root[idx] = idx if depth == 0 else root[self.parent[idx]]
+        return root
+
+    @cached_property
     def in_tree(self) -> torch.Tensor:
         return self.depth >= 0
 

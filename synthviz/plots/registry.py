@@ -139,10 +139,7 @@ def tree_root_for(forest, feature: int) -> tuple[int | None, str]:
                        f"root {first}")
     if int(forest.depth[f]) < 0:
         return first, (f"feature {f} is outside every tree: showing the first tree, root {first}")
-    parent = forest.parent
-    while int(parent[f]) >= 0:
-        f = int(parent[f])
-    return f, ""
+    return int(forest.tree_root[f]), ""
 
 
 def _l0(r, o):

@@ -125,16 +125,6 @@ def rates_are_cheap(model, points: int = DEFAULT_POINTS) -> bool:
     return src is not None and src.has_memoized(("expected_rates", int(points)))
 
 
-def _tree_roots(forest) -> torch.Tensor:
-    """The root of each feature's tree [N] (-1 outside every tree)."""
-    root = torch.full((forest.num_features,), -1, dtype=torch.long)
-    par = forest.parent
-    for depth, level in enumerate(forest.levels):
-        idx = torch.tensor(level, dtype=torch.long)
-        root[idx] = idx if depth == 0 else root[par[idx]]
-    return root
-
-
 def _same(x: torch.Tensor | None, y: torch.Tensor | None) -> bool:
     if x is None or y is None:
         return x is None and y is None
@@ -167,7 +157,7 @@ def _prefix_rates(model, points: int) -> torch.Tensor | None:
     a = positive_magnitude(model.mean_magnitudes.detach().cpu(), model.std_magnitudes.detach().cpu())
     sa = positive_magnitude(src.mean_magnitudes.detach().cpu()[:n],
                             src.std_magnitudes.detach().cpu()[:n])
-    sroot = _tree_roots(sforest)
+    sroot = sforest.tree_root  # cached on the forest (a source's is reused)
     in_tree = sroot[:n] >= 0
     differs = ~torch.isclose(p, sp, rtol=1e-6, atol=0.0) | ~torch.isclose(a.double(), sa.double(),
                                                                         rtol=1e-6, atol=0.0)
@@ -181,7 +171,7 @@ def _prefix_rates(model, points: int) -> torch.Tensor | None:
     rate[whole] = src_rates[:n][whole]
     redo = [r for r in forest.roots if bool(changed[r])]
     if redo:
-        root = _tree_roots(forest)
+        root = forest.tree_root
         part = type(forest)(num_features=n, roots=redo,
                             me={q for q in forest.me if bool(changed[root[q]])},
                             children={q: kids for q, kids in forest.children.items()
