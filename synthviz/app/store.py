@@ -15,6 +15,7 @@ wait for one computation instead of repeating it (single flight). Nothing here i
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import threading
 import time
@@ -184,8 +185,9 @@ class Store:
         """The model a source names (preset, folder, Hub id): loaded once per process."""
         from synthviz.sources import load
         key = ("source", str(source).strip(), str(device))
-        return self._once(self._sources, key, lambda: load(source, device=device,
-                                                           progress=progress), progress)
+        return self._once(self._sources, key, lambda: long_lived(load(source, device=device,
+                                                                      progress=progress)),
+                          progress)
 
     def model(self, source: str, device: str, variation, progress: Progress | None = None):
         """(key, model): the source with `variation` applied; the source itself for identity."""
@@ -283,6 +285,15 @@ class Store:
             self._models = _LRU(self._models.size)
             self._stats = _LRU(self._stats.size)
             self._dicts = _LRU(self._dicts.size)
+
+
+def long_lived(obj: Any) -> Any:
+    """`obj`, with every object alive now (modules, the loaded source) taken out of the
+    collector's full passes (in the served app a full pass took 0.5 s, and stalled whatever
+    update it fell in); later full passes look at newer objects only."""
+    gc.collect()
+    gc.freeze()
+    return obj
 
 
 def _is_prefix(v: torch.Tensor, src: torch.Tensor) -> bool:
