@@ -73,7 +73,7 @@ PLOTS_JS = """
 # the Bokeh models (no DOM queries, no data copies, no layout), with the page's clock: cheap
 # enough to poll every 50 ms without slowing the drawing it watches.
 SIGNATURE_JS = """
-() => {
+async (painted) => {
   const out = [];""" + _ALL_VIEWS + """
   for (const v of views) {
     const m = v.model;
@@ -86,6 +86,8 @@ SIGNATURE_JS = """
       out.push(m.text);
     }
   }
+  // painted: the time after the next frame, i.e. once what was read has been painted
+  if (painted) await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
   return [Date.now() / 1000, out.join('\\n')];
 }
 """
@@ -100,8 +102,8 @@ def visible_plots(page, paint: bool = False) -> list[dict]:
     return [p for p in page_plots(page, paint) if p["visible"]]
 
 
-def page_signature(page) -> tuple[float, str]:
+def page_signature(page, painted: bool = False) -> tuple[float, str]:
     """(the page's clock in seconds, a text that changes when the cards, a title or a legend
-    does)."""
-    at, text = page.evaluate(SIGNATURE_JS)
+    does); painted: the clock after the next frame, which paints what was read."""
+    at, text = page.evaluate(SIGNATURE_JS, painted)
     return at, text
