@@ -332,6 +332,40 @@ def test_plots_are_not_redrawn_from_the_same_statistics(explorer):
         view.active = False
 
 
+def test_a_tabs_plots_share_one_recompute_of_the_pages_models(explorer):
+    """Each plot's update ends by walking every Bokeh model of the page (0.05-0.1 s served):
+    the plots a tab redraws share one such walk, and a tab that redraws nothing has none."""
+    import dataclasses
+
+    from bokeh.document import Document
+    from panel.io.state import set_curdoc
+
+    c, _, _ = explorer
+    ex = Explorer(controller=c)
+    doc = Document()
+    doc.add_root(ex.main.get_root(doc))  # in a document, as a served page is
+    ex.tabs.active = list(ex.views).index("Superposition")  # the one tab that draws
+    res = c.results
+    walks: list[int] = []
+    walk = doc.models.recompute
+    doc.models.recompute = lambda: (walks.append(1), walk())[1]
+    try:
+        with set_curdoc(doc):
+            ex._apply(res, {}, 0)
+            walk()  # the tab's figures join the document, as on a served page
+            walks.clear()
+            # no expected rates and no interference: two plots redrawn, one walk
+            ex._apply(dataclasses.replace(res, analytic=None), {}, 0)
+            assert len(walks) == 1
+            # the same statistics again as a new snapshot: nothing redrawn, no walk
+            ex._apply(dataclasses.replace(res, analytic=None, stats=res.stats), {}, 0)
+            assert len(walks) == 1
+            ex._apply(res, {}, 0)
+            assert len(walks) == 2
+    finally:
+        del doc.models.recompute
+
+
 def test_an_update_in_place_keeps_the_figures_layout(explorer):
     """A figure's layout properties must not change when its data does: any change to them
     makes the browser lay out the whole page and repaint every plot (the first update used to
