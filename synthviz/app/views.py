@@ -84,6 +84,7 @@ class Explorer(pn.viewable.Viewer):
         self._seq = self._applied_seq = 0
         self._status_queued = False  # one status update waits on the loop at a time
         self._busy_since: float | None = None
+        self._shown_error = ""
         # served: the page says when it has painted a first look (see `PaintAck`)
         self.ack = PaintAck(self._painted)
         self._build_widgets()
@@ -360,7 +361,9 @@ class Explorer(pn.viewable.Viewer):
     def _apply_status(self) -> None:
         """Shows the controller's current status when it runs (not the one that queued it), so
         callbacks run out of order still end at the latest (see `_apply`). The progress bar
-        appears once the work has lasted `PROGRESS_AFTER_S`."""
+        appears once the work has lasted `PROGRESS_AFTER_S`; until then the status line keeps
+        the work's first stage (a first look arrives within that time, and each stage shown
+        before it cost the page a repaint while the server computed, ~0.1 s in all)."""
         with self._seq_lock:
             self._status_queued = False
         c = self.controller
@@ -371,6 +374,9 @@ class Explorer(pn.viewable.Viewer):
         elif self._busy_since is None:
             self._busy_since = now
             self.loop.later(PROGRESS_AFTER_S, self._on_status)  # still busy then: the bar
+        elif now - self._busy_since < PROGRESS_AFTER_S - 0.02 and err == self._shown_error:
+            return  # shown once the work has lasted PROGRESS_AFTER_S (or has ended)
+        self._shown_error = err
         self.bar_shown = busy and now - self._busy_since >= PROGRESS_AFTER_S - 0.02
         self.status.object = status_html(status, self.bar_shown, pct if busy else 0)
         self.alert.object = html.escape(err)

@@ -302,6 +302,34 @@ def test_progress_bar_only_for_work_that_lasts(explorer):
     assert not ex.bar_shown
 
 
+def test_quick_work_shows_its_first_stage_until_the_bar_is_due(explorer):
+    """The stages of work shorter than PROGRESS_AFTER_S flash by unread, and each one cost the
+    page a repaint while the server computed: the status line keeps the first stage, then shows
+    the current one with the bar, and the end (or an error) at once."""
+    import time
+
+    from synthviz.app.views import PROGRESS_AFTER_S
+    c, ex, root = explorer
+    assert c.wait(WAIT)
+    try:
+        c.param.update(busy=True, status="loading model")
+        c.param.update(status="applying variation")
+        c.param.update(status="sampling 1,024 for a first look")
+        assert "loading model" in ex.status.object
+        c.param.update(error="broken")
+        assert "broken" in ex.alert.object  # an error shows at once
+        c.param.update(error="")
+        deadline = time.monotonic() + PROGRESS_AFTER_S + 5
+        while not ex.bar_shown and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "sampling 1,024 for a first look" in ex.status.object and ex.bar_shown
+        c.param.update(status="sampling 8,192")
+        assert "sampling 8,192" in ex.status.object  # the bar is up: every stage shows
+    finally:
+        c.param.update(busy=False, status="ready")
+    assert "ready" in ex.status.object
+
+
 def test_plots_are_not_redrawn_from_the_same_statistics(explorer):
     """A new snapshot (e.g. the full count after a first look) redraws only the plots whose
     statistics changed: the page would get the same figures again and repaint them."""
