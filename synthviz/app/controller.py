@@ -23,7 +23,7 @@ import param
 
 from synthviz.app.model_text import ready_status
 from synthviz.app.results import Results, sample_settings
-from synthviz.app.store import STORE
+from synthviz.app.store import FIRST_LOOK_INTERFERENCE_SAMPLES, STORE
 from synthviz.device import DEVICES, release_free_memory
 from synthviz.errors import Cancelled, SynthvizError
 from synthviz.stats.analytic import rates_are_cheap
@@ -366,9 +366,11 @@ class Controller(param.Parameterized):
                 # where expected rates need no new integration (e.g. a truncation of a model
                 # whose rates are known) the first look has them and the interference too
                 if all(m is None or rates_are_cheap(m) for m in (model, base_model)):
-                    analytic = STORE.analytic_stats(key, model, first, stats)
+                    n = FIRST_LOOK_INTERFERENCE_SAMPLES
+                    analytic = STORE.analytic_stats(key, model, first, stats,
+                                                    interference_samples=n)
                     base_analytic = None if base_model is None else STORE.analytic_stats(
-                        base_key, base_model, first, base_stats)
+                        base_key, base_model, first, base_stats, interference_samples=n)
                 self._drawn.clear()
                 self.param.update(results=Results(
                     settings=snap, model=model, stats=stats, analytic=analytic,

@@ -34,6 +34,9 @@ from synthviz.errors import Cancelled, Progress
 log = logging.getLogger(__name__)
 
 INTERFERENCE_SAMPLES = 256  # 4M readout errors at 16k: smooth histograms, ~0.1 s
+# a first look's (when it has the interference at all): half the readouts in half the time; the
+# full count measures again on INTERFERENCE_SAMPLES
+FIRST_LOOK_INTERFERENCE_SAMPLES = 128
 COS_BINS = 400  # |cos| of a 16k dictionary lies below ~0.25: 100 bins over [0, 1] are too coarse
 
 
@@ -219,13 +222,15 @@ class Store:
 
     def analytic_stats(self, model_key: tuple, model, settings: SampleSettings,
                        sample: SampleStats, progress: Progress | None = None,
-                       interference: Any = None) -> AnalyticStats:
+                       interference: Any = None,
+                       interference_samples: int = INTERFERENCE_SAMPLES) -> AnalyticStats:
         """interference: measured already (on the same first samples: see
-        `compute_analytic_stats`), e.g. by the first look; reused as it is."""
-        key = ("analytic", model_key, settings)
+        `compute_analytic_stats`), e.g. by the first look; reused when it has as many."""
+        key = ("analytic", model_key, settings, interference_samples)
         return self._once(self._stats, key,
                           lambda: compute_analytic_stats(model, settings, sample, progress,
-                                                         interference), progress)
+                                                         interference, interference_samples),
+                          progress)
 
     def cached_sample_stats(self, model_key: tuple, settings: SampleSettings
                             ) -> SampleStats | None:
@@ -357,11 +362,11 @@ def compute_sample_stats(model, settings: SampleSettings, progress: Progress | N
 
 
 def compute_analytic_stats(model, settings: SampleSettings, sample: SampleStats,
-                           progress: Progress | None = None, interference: Any = None
-                           ) -> AnalyticStats:
-    """Expected rates and L0, and interference on the first `INTERFERENCE_SAMPLES` samples of
-    the sample seed (the same for any sample count from that many up, so a first look's
-    measurement can be passed in as `interference` and reused)."""
+                           progress: Progress | None = None, interference: Any = None,
+                           interference_samples: int = INTERFERENCE_SAMPLES) -> AnalyticStats:
+    """Expected rates and L0, and interference on the first `interference_samples` samples of
+    the sample seed (the same for any sample count from that many up, so a measurement on as
+    many samples can be passed in as `interference` and reused)."""
     from synthviz.stats.frequencies import firing_stats
     from synthviz.stats.l0 import expected_l0, expected_rates
     from synthviz.stats.stream import collect
@@ -381,7 +386,7 @@ def compute_analytic_stats(model, settings: SampleSettings, sample: SampleStats,
     try:
         # readouts cost a [D] @ [D, N] product per sample: a few hundred samples give
         # millions of readout errors, plenty for the histograms
-        n = min(INTERFERENCE_SAMPLES, settings.samples)
+        n = min(interference_samples, settings.samples)
         if interference is None or interference.samples != n:
             interference = collect(model, n, InterferenceAccumulator(model, max_samples=n),
                                    seed=settings.seed, progress=progress)

@@ -186,10 +186,13 @@ def test_truncation_changes_n_and_the_dictionary_statistics(base_controller):
     assert [r.preview for r in published] == [True, False], published
     assert published[1].complete and published[0].superposition is published[1].superposition
     # the base's expected rates are known, so the truncation's need no new integration: the
-    # first look already has them and the interference, which the full count reuses
+    # first look already has them and the interference, measured there on fewer samples (in
+    # half the time) and again with the full count
+    from synthviz.app.store import FIRST_LOOK_INTERFERENCE_SAMPLES, INTERFERENCE_SAMPLES
     first = published[0].analytic
     assert first is not None and first.interference is not None
-    assert published[1].analytic.interference is first.interference
+    assert first.interference.samples == FIRST_LOOK_INTERFERENCE_SAMPLES < INTERFERENCE_SAMPLES
+    assert published[1].analytic.interference.samples == INTERFERENCE_SAMPLES
     assert torch.equal(first.firing.expected_rate, published[1].firing.expected_rate)
     sup = after.superposition
     assert sup.method == "prefix" and sup.num_features == 4096

@@ -411,3 +411,28 @@ def test_an_update_in_place_keeps_the_figures_layout(explorer):
     c.rel_p = 1.0
     assert c.wait(WAIT)
     ex._apply(c.results, {}, 0)
+
+
+def test_a_slot_updated_in_place_follows_the_new_data_ranges():
+    """Axes follow each new element (a DynamicMap keeps its first ranges otherwise), also when
+    only some layers of an overlay change."""
+    import holoviews as hv
+    from bokeh.document import Document
+
+    from synthviz.app.tab_base import PlotSlot
+
+    slot = PlotSlot("t")
+    doc = Document()
+    root = slot.box.get_root(doc)
+
+    def shown(x, y):
+        return hv.Overlay([hv.Points((x, y), label="a"), hv.Curve(([0.0, 1.0], [0.0, 1.0]),
+                                                                  label="b")])
+
+    slot.show(shown([0.0, 1.0], [0.0, 1.0]))
+    fig = _figures(slot.pane._models[root.ref["id"]][0])[0]
+    slot.show(shown([5.0, 20.0], [3.0, 40.0]))
+    assert _figures(slot.pane._models[root.ref["id"]][0])[0] is fig  # in place
+    assert fig.x_range.end >= 20.0 and fig.y_range.end >= 40.0
+    slot.show(shown([0.2, 0.5], [0.1, 0.3]))
+    assert fig.x_range.end < 2.0 and fig.y_range.end < 2.0
