@@ -74,13 +74,11 @@ class Forest:
     def csr(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(ptr [N+1], idx): children of f are idx[ptr[f]:ptr[f+1]], in stored order."""
         counts = torch.zeros(self.num_features, dtype=torch.long)
-        flat: list[int] = []
-        for f in range(self.num_features):
-            kids = self.children.get(f)
-            if kids:
-                counts[f] = len(kids)
-        for f in sorted(self.children):
-            flat.extend(self.children[f])
+        parents = sorted(self.children)
+        if parents:  # one scatter, not a tensor write per parent
+            counts[torch.tensor(parents, dtype=torch.long)] = torch.tensor(
+                [len(self.children[f]) for f in parents], dtype=torch.long)
+        flat = [c for f in parents for c in self.children[f]]
         ptr = torch.zeros(self.num_features + 1, dtype=torch.long)
         ptr[1:] = counts.cumsum(0)
         return ptr, torch.tensor(flat, dtype=torch.long)

@@ -59,8 +59,12 @@ def truncate_probabilities(model: SynthModel, new_cfg: ModelConfig, forest: Fore
     """
     n = new_cfg.num_features
     sliced = model.firing_probabilities[:n]
-    full = regenerated_probabilities(model.cfg, model.forest).to(sliced.dtype)
-    if not torch.equal(full.to(model.firing_probabilities.device), model.firing_probabilities):
+
+    def regenerates_itself() -> bool:
+        full = regenerated_probabilities(model.cfg, model.forest).to(sliced.dtype)
+        return torch.equal(full.to(model.firing_probabilities.device), model.firing_probabilities)
+    # asked once per source (every truncation of it asks again)
+    if not model.memoized("regenerates_its_probabilities", regenerates_itself):
         return sliced, 0.0
     regenerated = regenerated_probabilities(new_cfg, forest).to(sliced.dtype)
     if torch.equal(regenerated, sliced.cpu()):
