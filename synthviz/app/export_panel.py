@@ -46,6 +46,7 @@ class ExportPanel(pn.viewable.Viewer):
 
     def __init__(self, **params):
         super().__init__(**params)
+        self._checked: tuple = (None, None)  # (model, its check) shown
         W = pn.widgets
         self.export_name = W.TextInput(label="folder name (under the export root)",
                                        value="my-variation", css_classes=["sv-export-name"])
@@ -96,10 +97,12 @@ class ExportPanel(pn.viewable.Viewer):
         else:
             self.loop.dispatch(fn)
 
-    def show_check(self, check: ExportCheck | None) -> None:
-        """Shown before exporting: does sae_lens sample an export of the model alike?
-        (None: the check itself failed; the export reports its own error.)"""
+    def show_check(self, check: ExportCheck | None, model=None) -> None:
+        """Shown before exporting: does sae_lens sample an export of `model` alike? None hides
+        it (not checked yet, or the check itself failed: the export reports its own error)."""
+        self._checked = (model, check)
         if check is None:
+            self.export_check.visible = self.export_inexact.visible = False
             return
         self.export_check.object = (
             f"**Exports exactly:** {html.escape(check.message)}" if check.exact else
@@ -108,6 +111,11 @@ class ExportPanel(pn.viewable.Viewer):
         self.export_inexact.visible = not check.exact
         if check.exact:
             self.export_inexact.value = False
+
+    def has_check_of(self, model) -> bool:
+        """The check shown is that of `model`."""
+        shown, check = self._checked
+        return shown is model and check is not None
 
     @staticmethod
     def _snippet(folder: Path | None, repo: str | None = None, sub: str | None = None) -> str:

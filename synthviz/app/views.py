@@ -277,8 +277,12 @@ class Explorer(pn.viewable.Viewer):
             assumed = preset_note(preset)
             words = f"{words}. Preset {preset}" + (f": {assumed}" if assumed else "")
         warns = model_warnings(res.model)
-        check = export_check_or_none(res.model)
-        self._dispatch(partial(self._apply, res, cards, seq, words, warns, check))
+        self._dispatch(partial(self._apply, res, cards, seq, words, warns))
+        # after the plots are on their way: the check takes a new model 0.03 s, and it shows
+        # on the export tab only (an export checks again itself)
+        if not self.export.has_check_of(res.model):
+            check = export_check_or_none(res.model)
+            self._dispatch(partial(self._apply_check, seq, res.model, check))
 
     def _on_view_param(self, *events) -> None:
         self._dispatch(self._sync_view_params)
@@ -315,13 +319,18 @@ class Explorer(pn.viewable.Viewer):
             for view in self.views.values():
                 if "results" in view.param:
                     view.results = res
-            self.export.show_check(check)
+            if check is not None or not self.export.has_check_of(res.model):
+                self.export.show_check(check, res.model)  # None: hidden until it comes
             for name, (value, sub) in cards.items():
                 self.cards[name].object = card_html(name, value, sub)
             if res.preview and self.loop.doc is not None:
                 self.ack.expect(seq)
         if res.preview and self.loop.doc is None:
             self.controller.page_drawn()  # no browser: drawn once applied
+
+    def _apply_check(self, seq: int, model, check: ExportCheck | None) -> None:
+        if seq == self._applied_seq:  # still the model shown
+            self.export.show_check(check, model)
 
     def _painted(self, seq: int) -> None:
         if seq and seq == self._applied_seq:  # an older update's echo says nothing of this one

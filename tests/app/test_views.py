@@ -436,3 +436,25 @@ def test_a_slot_updated_in_place_follows_the_new_data_ranges():
     assert fig.x_range.end >= 20.0 and fig.y_range.end >= 40.0
     slot.show(shown([0.2, 0.5], [0.1, 0.3]))
     assert fig.x_range.end < 2.0 and fig.y_range.end < 2.0
+
+
+def test_the_plots_go_out_before_the_export_check(explorer, monkeypatch):
+    """The export check takes a new model 0.03 s and shows on the export tab only: the page's
+    update does not wait for it, and the tab shows the new model's check once it comes."""
+    import synthviz.app.views as views
+
+    c, ex, root = explorer
+    seen: list[bool] = []
+    check = views.export_check_or_none
+
+    def spy(model):
+        seen.append(ex.views["L0"].results is not None
+                    and ex.views["L0"].results.model is model)
+        return check(model)
+    monkeypatch.setattr(views, "export_check_or_none", spy)
+    c.rel_p = 0.65
+    assert c.wait(WAIT) and c.error == ""
+    assert seen and all(seen), seen  # the views had the results when the check began
+    assert ex.export.has_check_of(c.results.model) and ex.export.export_check.visible
+    c.rel_p = 1.0
+    assert c.wait(WAIT)
