@@ -98,11 +98,13 @@ class ExportPanel(pn.viewable.Viewer):
             self.loop.dispatch(fn)
 
     def show_check(self, check: ExportCheck | None, model=None) -> None:
-        """Shown before exporting: does sae_lens sample an export of `model` alike? None hides
-        it (not checked yet, or the check itself failed: the export reports its own error)."""
+        """Shown before exporting: does sae_lens sample an export of `model` alike? (None: the
+        check itself failed; the export reports its own error.) Only texts change here once
+        shown: a change of visibility made the browser lay out the whole page."""
         self._checked = (model, check)
         if check is None:
-            self.export_check.visible = self.export_inexact.visible = False
+            if self.export_check.visible:
+                self.export_check.object = "**Export check failed:** the export says why."
             return
         self.export_check.object = (
             f"**Exports exactly:** {html.escape(check.message)}" if check.exact else

@@ -319,8 +319,8 @@ class Explorer(pn.viewable.Viewer):
             for view in self.views.values():
                 if "results" in view.param:
                     view.results = res
-            if check is not None or not self.export.has_check_of(res.model):
-                self.export.show_check(check, res.model)  # None: hidden until it comes
+            if check is not None:
+                self.export.show_check(check, res.model)
             for name, (value, sub) in cards.items():
                 self.cards[name].object = card_html(name, value, sub)
             if res.preview and self.loop.doc is not None:
