@@ -64,10 +64,10 @@ class ForestIndex:
         """Per depth of the forest: (parents, members, valid) of the groups whose parent is at
         that depth (top-level groups at depth 0), or None."""
         f = self.forest
-        depth = f.depth.tolist()  # read per group: a Python list, not a tensor index each
+        depth_of = f.depth.tolist()  # read per group: a Python list, not a tensor index each
         by_depth: dict[int, list[tuple[int, list[int]]]] = {}
         for q, kids in self.groups:
-            by_depth.setdefault(depth[q] if q >= 0 else 0, []).append((q, kids))
+            by_depth.setdefault(depth_of[q] if q >= 0 else 0, []).append((q, kids))
         out = []
         for depth in range(len(f.levels)):
             gs = by_depth.get(depth)
