@@ -46,7 +46,6 @@ class ExportPanel(pn.viewable.Viewer):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self._checked: tuple = (None, None)  # (model, its check) shown
         W = pn.widgets
         self.export_name = W.TextInput(label="folder name (under the export root)",
                                        value="my-variation", css_classes=["sv-export-name"])
@@ -97,11 +96,10 @@ class ExportPanel(pn.viewable.Viewer):
         else:
             self.loop.dispatch(fn)
 
-    def show_check(self, check: ExportCheck | None, model=None) -> None:
-        """Shown before exporting: does sae_lens sample an export of `model` alike? (None: the
+    def show_check(self, check: ExportCheck | None) -> None:
+        """Shown before exporting: does sae_lens sample an export of the model alike? (None: the
         check itself failed; the export reports its own error.) Only texts change here once
         shown: a change of visibility made the browser lay out the whole page."""
-        self._checked = (model, check)
         if check is None:
             if self.export_check.visible:
                 self.export_check.object = "**Export check failed:** the export says why."
@@ -113,11 +111,6 @@ class ExportPanel(pn.viewable.Viewer):
         self.export_inexact.visible = not check.exact
         if check.exact:
             self.export_inexact.value = False
-
-    def has_check_of(self, model) -> bool:
-        """The check shown is that of `model`."""
-        shown, check = self._checked
-        return shown is model and check is not None
 
     @staticmethod
     def _snippet(folder: Path | None, repo: str | None = None, sub: str | None = None) -> str:

@@ -278,11 +278,9 @@ class Explorer(pn.viewable.Viewer):
             words = f"{words}. Preset {preset}" + (f": {assumed}" if assumed else "")
         warns = model_warnings(res.model)
         self._dispatch(partial(self._apply, res, cards, seq, words, warns))
-        # after the plots are on their way: the check takes a new model 0.03 s, and it shows
-        # on the export tab only (an export checks again itself)
-        if not self.export.has_check_of(res.model):
-            check = export_check_or_none(res.model)
-            self._dispatch(partial(self._apply_check, seq, res.model, check))
+        # after the plots are on their way: the check takes a new model 0.03 s (then it is
+        # memoized on the model), and it shows on the export tab only
+        self._dispatch(partial(self._apply_check, seq, export_check_or_none(res.model)))
 
     def _on_view_param(self, *events) -> None:
         self._dispatch(self._sync_view_params)
@@ -302,8 +300,7 @@ class Explorer(pn.viewable.Viewer):
                 view.active = i == self.tabs.active
 
     def _apply(self, res: Results, cards: dict[str, tuple[str, str]], seq: int = 0,
-               words: str = "", warns: list[str] | None = None,
-               check: ExportCheck | None = None) -> None:
+               words: str = "", warns: list[str] | None = None) -> None:
         # callbacks queued while a session is still being created can run out of order
         # (Bokeh keeps them in a set until then): never let older results replace newer ones
         if seq and seq < self._applied_seq:
@@ -319,8 +316,6 @@ class Explorer(pn.viewable.Viewer):
             for view in self.views.values():
                 if "results" in view.param:
                     view.results = res
-            if check is not None:
-                self.export.show_check(check, res.model)
             for name, (value, sub) in cards.items():
                 self.cards[name].object = card_html(name, value, sub)
             if res.preview and self.loop.doc is not None:
@@ -328,9 +323,9 @@ class Explorer(pn.viewable.Viewer):
         if res.preview and self.loop.doc is None:
             self.controller.page_drawn()  # no browser: drawn once applied
 
-    def _apply_check(self, seq: int, model, check: ExportCheck | None) -> None:
+    def _apply_check(self, seq: int, check: ExportCheck | None) -> None:
         if seq == self._applied_seq:  # still the model shown
-            self.export.show_check(check, model)
+            self.export.show_check(check)
 
     def _painted(self, seq: int) -> None:
         if seq and seq == self._applied_seq:  # an older update's echo says nothing of this one

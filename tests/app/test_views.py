@@ -455,6 +455,7 @@ def test_the_plots_go_out_before_the_export_check(explorer, monkeypatch):
     c.rel_p = 0.65
     assert c.wait(WAIT) and c.error == ""
     assert seen and all(seen), seen  # the views had the results when the check began
-    assert ex.export.has_check_of(c.results.model) and ex.export.export_check.visible
+    want = views.export_check_or_none(c.results.model)
+    assert ex.export.export_check.visible and want.message in ex.export.export_check.object
     c.rel_p = 1.0
     assert c.wait(WAIT)
