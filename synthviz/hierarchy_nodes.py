@@ -20,9 +20,10 @@ _TRUE_WORDS = frozenset({"true", "1", "yes", "on", "y", "t"})
 
 
 def truth_value(v: Any, where: str) -> bool:
-    """A config flag as sae_lens reads it (its truth value): booleans, 0 and 1, and strings that
-    mean their truth value ("true", "yes", ""). A string meaning false ("false", "0") is refused:
-    sae_lens would read it as true, and silently doing either misleads."""
+    """A config flag as sae_lens reads it (its truth value): booleans, 0 and 1, strings that
+    mean their truth value ("true", "yes", ""), [] and {}. A string meaning false ("false", "0")
+    or a non-empty list or object is refused: sae_lens would read it as true, and silently doing
+    either misleads."""
     if isinstance(v, bool) or (isinstance(v, int) and v in (0, 1)):
         return bool(v)
     if isinstance(v, str) and (v == "" or v.strip().lower() in _TRUE_WORDS):
@@ -30,6 +31,12 @@ def truth_value(v: Any, where: str) -> bool:
     if isinstance(v, str):
         raise ModelFileError(f"{where} is the string {v[:40]!r}; sae_lens reads any non-empty "
                              f"string as true: write true or false")
+    if isinstance(v, (list, dict)):
+        if not v:  # [] and {}: false to sae_lens as to anyone
+            return False
+        kind = "list" if isinstance(v, list) else "object"
+        raise ModelFileError(f"{where} is the {kind} {str(v)[:40]}; sae_lens reads any non-empty "
+                             f"{kind} as true: write true or false")
     raise ModelFileError(f"{where}: expected true or false, got {str(v)[:40]!r}")
 
 
@@ -46,6 +53,14 @@ def _me_flag(v: Any, name: str, where: str) -> bool:
             f"{where}: mutually_exclusive_children of {name} is the string {v[:40]!r}; sae_lens "
             f"reads any non-empty string as true (children mutually exclusive): write true or "
             f"false")
+    if isinstance(v, (list, dict)):
+        if not v:  # [] and {}: false to sae_lens as to anyone
+            return False
+        kind = "list" if isinstance(v, list) else "object"
+        raise ModelFileError(
+            f"{where}: mutually_exclusive_children of {name} is the {kind} {str(v)[:40]}; "
+            f"sae_lens reads any non-empty {kind} as true (children mutually exclusive): write "
+            f"true or false")
     raise ModelFileError(
         f"{where}: mutually_exclusive_children of {name} must be true or false, got {str(v)[:40]}")
 

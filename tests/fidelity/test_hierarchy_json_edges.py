@@ -3,9 +3,9 @@
 - A feature_index listed twice. In two top-level trees sae_lens refuses it at load. Within one
   tree it loads, but how it samples depends on which of its samplers runs (dense `sample()` or
   `use_sparse_tensors`), so synthviz refuses it, saying why, in one line naming the feature.
-- Flags written as strings. sae_lens reads `mutually_exclusive_children` by truth value: a
-  string meaning true (or "") samples as sae_lens does; "false", "0", ... would silently sample
-  ME children, so they are refused. A string `scale_children_by_parent` on a node with feature
+- Flags written as strings, lists or objects. sae_lens reads `mutually_exclusive_children` by
+  truth value: a string meaning true (or "", [] and {}) samples as sae_lens does; "false", "0",
+  [false], ... would silently sample ME children, so they are refused. A string `scale_children_by_parent` on a node with feature
   children, or null mixed with a rescaling node, does not load in sae_lens: refused too.
 """
 
@@ -110,7 +110,7 @@ def me_pair(flag):
                       org(node(3), node(4), me=flag, id="grp")]}
 
 
-@pytest.mark.parametrize("flag", ["true", "True", "1", "yes", ""])
+@pytest.mark.parametrize("flag", ["true", "True", "1", "yes", "", [], {}])
 def test_string_me_flags_meaning_their_truth_value_sample_like_sae_lens(flag, tmp_path):
     from sae_lens.synthetic import SyntheticModel
 
@@ -135,6 +135,20 @@ def test_string_me_flags_meaning_false_are_refused_as_sae_lens_samples_them_true
     assert "mutually_exclusive_children of feature 0" in msg and repr(flag) in msg, msg
     assert "non-empty string as true" in msg, msg
     # what sae_lens does with it: ME children, although the file says false
+    acts = active_sae_lens(SyntheticModel.load_from_disk(folder), 5000, seed=1) > 0
+    assert acts[:, 1].any() and acts[:, 2].any() and not (acts[:, 1] & acts[:, 2]).any()
+
+
+@pytest.mark.parametrize("flag", [[False], [True], {"value": False}])
+def test_non_empty_list_or_object_me_flags_are_refused_as_sae_lens_samples_them_true(flag,
+                                                                                      tmp_path):
+    from sae_lens.synthetic import SyntheticModel
+
+    folder = folder_with(tmp_path, me_pair(flag))
+    msg = refusal(folder)
+    kind = "list" if isinstance(flag, list) else "object"
+    assert "mutually_exclusive_children of feature 0" in msg, msg
+    assert f"non-empty {kind} as true" in msg, msg
     acts = active_sae_lens(SyntheticModel.load_from_disk(folder), 5000, seed=1) > 0
     assert acts[:, 1].any() and acts[:, 2].any() and not (acts[:, 1] & acts[:, 2]).any()
 
@@ -283,4 +297,24 @@ def test_config_flags_written_as_strings_meaning_false_are_refused(field):
     assert getattr(SyntheticModelConfig.from_dict(d).hierarchy, field)  # sae_lens: true
     with pytest.raises(SynthvizError, match=f"hierarchy.{field} is the string 'false'.*"
                                             "reads any non-empty string as true"):
+        ModelConfig.from_dict(d)
+
+
+@pytest.mark.parametrize("value", [[], {}, [False], {"value": False}])
+def test_config_flags_written_as_lists_or_objects_follow_their_truth_value_or_are_refused(value):
+    from sae_lens.synthetic import SyntheticModelConfig
+
+    from synthviz.config import ModelConfig
+    from tests.conftest import SMALL_CONFIG
+
+    d = json.loads(json.dumps(SMALL_CONFIG))
+    d["hierarchy"]["compensate_probabilities"] = value
+    theirs = bool(SyntheticModelConfig.from_dict(d).hierarchy.compensate_probabilities)
+    assert theirs is bool(value)
+    if not value:  # empty: false to both
+        assert ModelConfig.from_dict(d).hierarchy.compensate_probabilities is False
+        return
+    kind = "list" if isinstance(value, list) else "object"
+    with pytest.raises(SynthvizError, match=f"compensate_probabilities is the {kind} .*"
+                                            f"reads any non-empty {kind} as true"):
         ModelConfig.from_dict(d)
