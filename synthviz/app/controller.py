@@ -4,14 +4,13 @@ Each browser session (or notebook) has its own Controller; the models and statis
 come from the process-wide `STORE`, so sessions share them. Any settings change is handed to a
 worker thread (latest request wins), so setting a parameter never blocks the caller: cheap
 changes show a first look from `PREVIEW_SAMPLES` samples within a second and the full count
-soon after; expensive ones (a new dictionary, a first base build, L0 solving) report progress
+soon after (the stages are in `pipeline`); expensive ones (a new dictionary, a first base build, L0 solving) report progress
 through `progress` / `status` while the previous `results` stay.
 """
 
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import logging
 import threading
 import time
@@ -21,31 +20,21 @@ from typing import Any
 
 import param
 
-from synthviz.app.model_text import ready_status
-from synthviz.app.results import Results, sample_settings
-from synthviz.app.store import FIRST_LOOK_INTERFERENCE_SAMPLES, STORE
+from synthviz.app import pipeline
+from synthviz.app.pipeline import MODEL_PARAMS, SETTINGS
+from synthviz.app.variation_bridge import settings_for
 from synthviz.device import DEVICES, release_free_memory
 from synthviz.errors import Cancelled, SynthvizError
-from synthviz.stats.analytic import rates_are_cheap
+from synthviz.variations import Variation
 
 log = logging.getLogger(__name__)
 
 CUSTOM = "custom"
 DEFAULT_SAMPLES = 8192
-PREVIEW_SAMPLES = 1024  # the first look at a change, when its full count is not cached
 # at most how long the worker waits for a served page to paint the first look before it
 # samples the full count (both need the CPU: side by side, the first look took about twice as
 # long to appear); the page says when it has painted (`page_drawn`)
 PAGE_DRAW_WAIT_S = 1.0
-
-# settings that need new samples (every other param is view-only and redraws from `results`)
-MODEL_PARAMS = ("source", "device", "std_mode", "std", "hidden_dim", "rel_p", "num_features",
-                "hierarchy_mode", "roots", "branching_min", "branching_max", "branching_random",
-                "depth", "me_portion", "me_min_depth", "me_max_depth", "compensate", "rescale",
-                "use_target_l0", "target_l0", "target_l0_first_k", "seed")
-SAMPLE_PARAMS = ("samples", "first_k", "sample_seed", "cooc_how", "cooc_k", "cooc_root",
-                 "cooc_ids", "compare_base")
-SETTINGS = MODEL_PARAMS + SAMPLE_PARAMS
 # what a shared link carries (URL query names equal the param names)
 URL_PARAMS = SETTINGS + ("tree_root", "cooc_measure")
 # sliders that start from the loaded source's own values (N, D, seed and its hierarchy)
@@ -288,7 +277,7 @@ class Controller(param.Parameterized):
                     self._running = None
                     self._cond.notify_all()
 
-    def _superseded(self, keys: tuple[str, ...] = SETTINGS) -> bool:
+    def superseded(self, keys: tuple[str, ...] = SETTINGS) -> bool:
         """A newer request changes one of `keys` of the running one (or the session closed):
         what is being computed for the running one is no longer wanted."""
         with self._cond:
@@ -304,7 +293,7 @@ class Controller(param.Parameterized):
         dictionary build does not wait for it. Settings the work does not depend on never
         cancel it: its result is still wanted."""
         def cb(done: int, total: int) -> None:
-            if cancel_on and self._superseded(cancel_on):
+            if cancel_on and self.superseded(cancel_on):
                 raise Cancelled(stage)
             now = time.monotonic()
             if done < total and now - self._last_progress < 0.2:
@@ -315,128 +304,14 @@ class Controller(param.Parameterized):
         return cb
 
     def _compute(self, snap: dict[str, Any]) -> None:
-        from synthviz.app.variation_bridge import make_variation, settings_for, source_facts
-        from synthviz.variations import Variation
-        t0 = time.perf_counter()
-        took: dict[str, float] = {}  # what the time went on, for the final status
         self.param.update(busy=True, progress=0, status="loading model")
         try:
-            if snap["branching_random"] and snap["branching_min"] > snap["branching_max"] \
-                    and snap["hierarchy_mode"] == "custom":
-                raise SynthvizError(f"branching min {snap['branching_min']} is above max "
-                                    f"{snap['branching_max']}: lower min or raise max")
-            t = time.perf_counter()
-            src = STORE.source(snap["source"], snap["device"],
-                               self.progress_callback("building base", ("source", "device")))
-            took["loading the source"] = time.perf_counter() - t
-            facts = source_facts(src)
-            self._source_facts = facts
-            self._set_bounds(facts)
-            own = settings_for(Variation(), facts)
-            follow = {k: own[k] for k in self._follow_source if snap[k] != own[k]}
-            self._follow_source = set()
-            if follow and snap["source"] == self.source:
-                # a new source: those sliders start from its own values
-                self._reset_to_source(follow)
-                return
-            variation = make_variation(snap, facts)
-            self.param.update(status="applying variation")
-            t = time.perf_counter()
-            key, model = STORE.model(snap["source"], snap["device"], variation,
-                                     self.progress_callback("building", MODEL_PARAMS))
-            took["applying the variation"] = time.perf_counter() - t
-            if self._superseded():
-                return
-            settings = sample_settings(snap)
-            base_key = base_model = None
-            if snap["compare_base"] and key[-1] is not None:
-                base_key, base_model = STORE.model(snap["source"], snap["device"], None)
-            # a first look from PREVIEW_SAMPLES samples (titled with its count) while the full
-            # count is sampled (at 16k a cheap change is seen in about a second)
-            uncached = any(k is not None and STORE.cached_sample_stats(k, settings) is None
-                           for k in (key, base_key))
-            analytic = base_analytic = None  # from a first look, when it measured them
-            if uncached and settings.samples >= 2 * PREVIEW_SAMPLES:
-                first = dataclasses.replace(settings, samples=PREVIEW_SAMPLES)
-                t = time.perf_counter()
-                self.param.update(status=f"sampling {PREVIEW_SAMPLES:,} for a first look")
-                stats, base_stats = self._sample(key, model, base_key, base_model, first)
-                if self._superseded():
-                    return
-                # where expected rates need no new integration (e.g. a truncation of a model
-                # whose rates are known) the first look has them and the interference too
-                if all(m is None or rates_are_cheap(m) for m in (model, base_model)):
-                    n = FIRST_LOOK_INTERFERENCE_SAMPLES
-                    analytic = STORE.analytic_stats(key, model, first, stats,
-                                                    interference_samples=n)
-                    base_analytic = None if base_model is None else STORE.analytic_stats(
-                        base_key, base_model, first, base_stats, interference_samples=n)
-                self._drawn.clear()
-                self.param.update(results=Results(
-                    settings=snap, model=model, stats=stats, analytic=analytic,
-                    superposition=STORE.cached_superposition(model), base_model=base_model,
-                    base_stats=base_stats, base_analytic=base_analytic,
-                    base_superposition=None if base_model is None
-                    else STORE.cached_superposition(base_model),
-                    seconds=time.perf_counter() - t0, preview=True), error="")
-                self.param.update(status=f"first look from {PREVIEW_SAMPLES:,} samples; "
-                                  f"sampling {settings.samples:,}")
-                if self._pages:
-                    self._drawn.wait(PAGE_DRAW_WAIT_S)
-                took["the first look"] = time.perf_counter() - t
-            else:
-                self.param.update(status=f"sampling {settings.samples:,}")
-            t = time.perf_counter()
-            stats, base_stats = self._sample(key, model, base_key, base_model, settings)
-            # this run's own time: cached statistics keep the seconds of the run that made them
-            took["sampling"] = time.perf_counter() - t
-            # expected rates and interference (about 0.4 s at 16k) join the full count's
-            # drawing; only a new dictionary's superposition statistics (seconds) follow in a
-            # later pass. A newer request skips what is left.
-            self.param.update(status="expected rates and interference")
-            t = time.perf_counter()
-            analytic = STORE.analytic_stats(
-                key, model, settings, stats, self.progress_callback("expected rates", SETTINGS),
-                None if analytic is None else analytic.interference)
-            base_analytic = None if base_model is None else STORE.analytic_stats(
-                base_key, base_model, settings, base_stats,
-                interference=None if base_analytic is None else base_analytic.interference)
-            took["expected rates and interference"] = time.perf_counter() - t
-            if self._superseded():
-                return
-            res = Results(
-                settings=snap, model=model, stats=stats, analytic=analytic,
-                superposition=STORE.cached_superposition(model), base_model=base_model,
-                base_stats=base_stats, base_analytic=base_analytic,
-                base_superposition=None if base_model is None
-                else STORE.cached_superposition(base_model),
-                seconds=time.perf_counter() - t0)
-            self.param.update(results=res, error="")
-            sup = self.progress_callback("superposition", MODEL_PARAMS)
-            steps = [("superposition", "superposition statistics",
-                      lambda: STORE.superposition(model, sup))]
-            if base_model is not None:
-                base_sup = self.progress_callback("superposition (base)", ("source", "device"))
-                steps += [("base_superposition", "superposition statistics (base)",
-                           lambda: STORE.superposition(base_model, base_sup))]
-            for field_name, what, compute in steps:
-                if getattr(res, field_name) is not None:
-                    continue
-                if self._superseded():
-                    return
-                self.param.update(status=what, progress=0)
-                t = time.perf_counter()
-                res = dataclasses.replace(res, **{field_name: compute()},
-                                          seconds=time.perf_counter() - t0)
-                took[what] = time.perf_counter() - t
-                self.param.update(results=res)
-            self.param.update(status=ready_status(model, settings.samples,
-                                                  time.perf_counter() - t0, took))
+            pipeline.compute(self, snap)
         except Cancelled:
             # newer settings follow; when the cancelled work was shared with another session
             # (single flight in the store) and ours still wants it, ask again
             self.param.update(status="cancelled: newer settings")
-            if not self._superseded():
+            if not self.superseded():
                 self.request()
         except SynthvizError as exc:
             self.param.update(error=str(exc), status="error: previous model kept")
@@ -450,13 +325,28 @@ class Controller(param.Parameterized):
         finally:
             self.param.update(busy=False, progress=100)
 
-    def _sample(self, key, model, base_key, base_model, settings):
-        """(stats, base stats or None) for `settings`, from the store's cache or sampled."""
-        stats = STORE.sample_stats(key, model, settings,
-                                   self.progress_callback("sampling", SETTINGS))
-        base_stats = None if base_model is None else STORE.sample_stats(
-            base_key, base_model, settings, self.progress_callback("sampling base", SETTINGS))
-        return stats, base_stats
+    # -------------------------------------------------------------- pipeline.Host
+    def publish(self, **values: Any) -> None:
+        res = values.get("results")
+        if res is not None and res.preview:
+            self._drawn.clear()  # `first_look_published` waits for the page to paint this one
+        self.param.update(**values)
+
+    def source_loaded(self, facts: dict[str, Any], snap: dict[str, Any]) -> bool:
+        self._source_facts = facts
+        self._set_bounds(facts)
+        own = settings_for(Variation(), facts)
+        follow = {k: own[k] for k in self._follow_source if snap[k] != own[k]}
+        self._follow_source = set()
+        if follow and snap["source"] == self.source:
+            self._reset_to_source(follow)  # a new source: those sliders start from its values
+            return False
+        return True
+
+    def first_look_published(self) -> None:
+        """A served page gets up to PAGE_DRAW_WAIT_S to paint the first look (`page_drawn`)."""
+        if self._pages:
+            self._drawn.wait(PAGE_DRAW_WAIT_S)
 
     def _set_bounds(self, facts: dict[str, Any]) -> None:
         n, d = facts["num_features"], facts["hidden_dim"]

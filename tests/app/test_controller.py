@@ -13,7 +13,8 @@ import torch
 
 from synthviz.app import STORE, Controller
 from synthviz.app.views import Explorer
-from synthviz.app.controller import CUSTOM, PAGE_DRAW_WAIT_S, PREVIEW_SAMPLES
+from synthviz.app.controller import CUSTOM, PAGE_DRAW_WAIT_S
+from synthviz.app.pipeline import PREVIEW_SAMPLES
 from synthviz.presets import PRESETS
 
 WAIT = 240  # seconds; a cold machine may have to build the 16k base first
@@ -405,19 +406,19 @@ def test_status_times_are_this_runs_own(small_source):
 def test_a_slow_update_says_where_its_time_went(small_source):
     """After an update that took long, the status's parts account for most of its time (it once
     read "took 4.7 s (sampling 0.9 s, applying the variation 0.3 s)")."""
-    import synthviz.app.controller as controller_module
+    import synthviz.app.pipeline as pipeline_module
     from synthviz.app.model_text import ready_status
     c = ready(Controller(source=small_source, samples=4 * PREVIEW_SAMPLES, compare_base=True))
     took = {}
     real = ready_status
-    controller_module.ready_status = lambda m, n, total, parts: (took.update(parts, total=total)
+    pipeline_module.ready_status = lambda m, n, total, parts: (took.update(parts, total=total)
                                                                  or real(m, n, total, parts))
     try:
         c.attach_page()  # nobody draws: the first look waits PAGE_DRAW_WAIT_S, which must count
         c.rel_p = 0.6
         ready(c)
     finally:
-        controller_module.ready_status = real
+        pipeline_module.ready_status = real
         c.close()
     total = took.pop("total")
     assert {"the first look", "sampling", "expected rates and interference"} <= set(took), took
