@@ -42,6 +42,11 @@ def _stable(label: str) -> str:
     return _NUMBER.sub("#", label)
 
 
+def _as_sent(data):
+    """A slot's DynamicMap shows what its Pipe sent, as sent."""
+    return data
+
+
 def _canvas_renderer():
     """HoloViews' Bokeh renderer drawing on a 2D canvas (output_backend "canvas")."""
     return hv.renderer("bokeh").instance(webgl=False)
@@ -79,35 +84,35 @@ class PlotSlot:
         kind = type(obj)
         if kind is not self._kind or self._pipe is None:
             self._pipe = hv.streams.Pipe(data=obj)
-            self.pane.object = hv.DynamicMap(self._frame, streams=[self._pipe])
+            self.pane.object = hv.DynamicMap(_as_sent, streams=[self._pipe])
             self._kind = kind
         else:
             self._pipe.send(obj)
         self.box.visible = True
 
     def _keyed(self, obj):
-        """Overlay layers relabelled with stable keys; their legend text is put back by a hook."""
+        """The element as the slot draws it, changed in place (the create functions return new
+        elements; cloning them cost more than the rest of the slot's work): axes follow each
+        new element (`framewise`: a DynamicMap keeps its first ranges otherwise), and overlay
+        layers carry stable keys as labels, their legend text put back by a hook."""
         if not isinstance(obj, hv.Overlay):
             self._labels = {}
-            return obj
-        labels, layers = {}, []
+            return obj.opts(framewise=True)
+        labels = {}
         for layer in obj:
+            layer.opts(framewise=True)  # each layer: the overlay's own setting is not enough
             text = layer.label
             if not text:
-                layers.append(layer)
                 continue
             key = _stable(text)
             while key in labels:  # two layers must not share a key
                 key += "'"
             labels[key] = text
-            layers.append(layer.relabel(key))
+            with param.edit_constant(layer):
+                layer.label = key
         self._labels = labels
-        return obj.clone(layers)
-
-    def _frame(self, data):
-        # framewise: axes follow each new element (a DynamicMap keeps its first ranges otherwise)
-        data = data.map(lambda e: e.opts(framewise=True), [hv.Element, hv.Overlay])
-        return data.opts(hooks=[self._legend_hook]) if isinstance(data, hv.Overlay) else data
+        # a new Overlay, so its layers are keyed by their new labels
+        return obj.clone(list(obj)).opts(framewise=True, hooks=[self._legend_hook])
 
     def _legend_hook(self, plot, element) -> None:
         """Legend entries show each layer's current text (labels carry the numbers)."""
