@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from synthviz.app.model_text import ready_status
@@ -31,6 +32,11 @@ MODEL_PARAMS = ("source", "device", "std_mode", "std", "hidden_dim", "rel_p", "n
 SAMPLE_PARAMS = ("samples", "first_k", "sample_seed", "cooc_how", "cooc_k", "cooc_root",
                  "cooc_ids", "compare_base")
 SETTINGS = MODEL_PARAMS + SAMPLE_PARAMS
+
+# a truncated model's superposition statistics (derived from its source's, 0.05-0.1 s at 16k)
+# are computed here while the first look samples: side by side the two took 0.13 s where one
+# after the other took 0.2 s (sampling 1,024 leaves a core idle part of the time)
+_SIDE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthviz-side")
 
 
 class Host(Protocol):
@@ -106,6 +112,7 @@ def compute(host: Host, snap: dict[str, Any]) -> None:
         first = dataclasses.replace(settings, samples=PREVIEW_SAMPLES)
         t = time.perf_counter()
         host.publish(status=f"sampling {PREVIEW_SAMPLES:,} for a first look")
+        side = _SIDE.submit(STORE.cached_superposition, model)
         stats, base_stats = sample(first)
         if host.superseded():
             return
@@ -116,6 +123,7 @@ def compute(host: Host, snap: dict[str, Any]) -> None:
             analytic = STORE.analytic_stats(key, model, first, stats, interference_samples=n)
             base_analytic = None if base_model is None else STORE.analytic_stats(
                 base_key, base_model, first, base_stats, interference_samples=n)
+        side.result()  # now in the store's cache, where `results` finds it
         host.publish(results=results(stats, analytic, base_stats, base_analytic, preview=True),
                      error="")
         host.publish(status=f"first look from {PREVIEW_SAMPLES:,} samples; "
