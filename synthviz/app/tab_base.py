@@ -130,6 +130,36 @@ class PlotSlot:
                     item.label = Value(hit)
 
 
+@contextlib.contextmanager
+def models_frozen(doc):
+    """Bokeh's `doc.models.freeze()`, except that leaving it walks the page's models only if
+    something changed which models the page holds. Bokeh's own freeze walks them on leaving in
+    any case; an update in place (new data, titles, legend text) changes no reference, and
+    every property change that does calls `models.invalidate()`, which is watched here."""
+    models = doc.models
+    if not all(hasattr(models, a) for a in ("_push_freeze", "_pop_freeze", "_freeze_count")):
+        with models.freeze():  # another Bokeh: its own freeze
+            yield
+        return
+    changed = False
+
+    def invalidate() -> None:  # frozen: Bokeh's own would do nothing now
+        nonlocal changed
+        changed = True
+
+    roots = list(doc.roots)
+    models._push_freeze()
+    models.invalidate = invalidate
+    try:
+        yield
+    finally:
+        del models.invalidate  # Bokeh's method again
+        if changed or models._freeze_count > 1 or list(doc.roots) != roots:
+            models._pop_freeze()  # outermost: walks
+        else:
+            models._freeze_count -= 1
+
+
 class TabView(pn.viewable.Viewer):
     """A tab bound to the controller's results. Subclasses list their `slots` and implement
     `draw(results)`; a view draws when its tab is shown and its results or settings changed."""
@@ -178,11 +208,11 @@ class TabView(pn.viewable.Viewer):
     def _freeze_models(self) -> None:
         """Each plot's update ends by recomputing the served page's set of Bokeh models (a walk
         over every model, 0.05-0.1 s): frozen from the first plot drawn, a tab's plots share
-        one recompute, and a tab that redraws nothing has none."""
+        one recompute, which only happens if a plot changed which models the page holds."""
         stack, self._frozen = self._frozen, None  # once per draw
         doc = pn.state.curdoc
         if stack is not None and doc is not None:
-            stack.enter_context(doc.models.freeze())
+            stack.enter_context(models_frozen(doc))
 
     def set_note(self, text: str) -> None:
         self.note.object = text

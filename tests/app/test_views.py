@@ -360,9 +360,11 @@ def test_plots_are_not_redrawn_from_the_same_statistics(explorer):
         view.active = False
 
 
-def test_a_tabs_plots_share_one_recompute_of_the_pages_models(explorer):
+def test_a_tabs_plots_share_one_recompute_of_the_pages_models(explorer, small_source):
     """Each plot's update ends by walking every Bokeh model of the page (0.05-0.1 s served):
-    the plots a tab redraws share one such walk, and a tab that redraws nothing has none."""
+    the plots a tab redraws share one such walk, which happens only when they changed which
+    models the page holds (a new figure, new layers); updates in place and a tab that redraws
+    nothing have none. New models are in the document after the draw."""
     import dataclasses
 
     from bokeh.document import Document
@@ -377,12 +379,19 @@ def test_a_tabs_plots_share_one_recompute_of_the_pages_models(explorer):
     walks: list[int] = []
     walk = doc.models.recompute
     doc.models.recompute = lambda: (walks.append(1), walk())[1]
+    def figures():
+        return [f for r in doc.roots for f in _figures(r)]
+
+    def renderers():
+        return {r.id for f in figures() for r in f.renderers}
+
     try:
         with set_curdoc(doc):
             ex._apply(res, {}, 0)
             walk()  # the tab's figures join the document, as on a served page
             walks.clear()
-            # no expected rates and no interference: two plots redrawn, one walk
+            # no expected rates and no interference: two plots redrawn, one a new figure (a
+            # placeholder), one walk
             ex._apply(dataclasses.replace(res, analytic=None), {}, 0)
             assert len(walks) == 1
             # the same statistics again as a new snapshot: nothing redrawn, no walk
@@ -390,6 +399,25 @@ def test_a_tabs_plots_share_one_recompute_of_the_pages_models(explorer):
             assert len(walks) == 1
             ex._apply(res, {}, 0)
             assert len(walks) == 2
+            # a truncation: every plot of the tab updated in place, no walk (from a controller
+            # of its own: this page draws nothing but what is given here)
+            c2 = Controller(source=small_source, samples=1024, num_features=1024)
+            assert c2.wait(WAIT) and c2.error == "", c2.error
+            before = renderers()
+            ex._apply(c2.results, {}, 0)
+            assert len(walks) == 2
+            assert renderers() == before
+            assert any("rho_mm" in lg and f"{c2.results.superposition.rho_mm:.4f}" in lg
+                       for f in figures() for lg in _legends(f))
+            # compare to base: new layers (new renderers) in place, one walk, and the new
+            # renderers are the document's
+            c2.compare_base = True
+            assert c2.wait(WAIT) and c2.error == "", c2.error
+            ex._apply(c2.results, {}, 0)
+            assert len(walks) == 3
+            new = renderers() - before
+            assert new and all(doc.get_model_by_id(i) is not None for i in new)
+            c2.close()
     finally:
         del doc.models.recompute
 
