@@ -70,10 +70,9 @@ PLOTS_JS = """
 """
 
 # What the page shows, cheaply: the cards' HTML and every figure's title and legend, read from
-# the Bokeh models (no DOM queries, no data copies, no layout), with the page's clock: cheap
-# enough to poll every 50 ms without slowing the drawing it watches.
-SIGNATURE_JS = """
-async (painted) => {
+# the Bokeh models (no DOM queries, no data copies, no layout): cheap enough to poll every 50 ms
+# without slowing the drawing it watches.
+_SIGNATURE_BODY = """
   const out = [];""" + _ALL_VIEWS + """
   for (const v of views) {
     const m = v.model;
@@ -86,11 +85,53 @@ async (painted) => {
       out.push(m.text);
     }
   }
+  return out.join('\\n');
+"""
+
+SIGNATURE_JS = """
+async (painted) => {
+  const sig = (() => {""" + _SIGNATURE_BODY + """})();
   // painted: the time after the next frame, i.e. once what was read has been painted
   if (painted) await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
-  return [Date.now() / 1000, out.join('\\n')];
+  return [Date.now() / 1000, sig];
 }
 """
+
+# The page keeps a timeline of what it painted: after each batch of document changes, once the
+# next frame has painted them, the time and the signature. A harness that reads the page late
+# (its own process starved of CPU) still learns when the page first showed a state.
+TIMELINE_JS = """
+() => {
+  const sig = () => {""" + _SIGNATURE_BODY + """};
+  if (!window.__svTimeline) {
+    let pending = false;
+    const note = () => {
+      if (pending) return;
+      pending = true;
+      requestAnimationFrame(() => setTimeout(() => {
+        pending = false;
+        window.__svTimeline.push([Date.now() / 1000, sig()]);
+      }, 0));
+    };
+    for (const d of Bokeh.documents) d.on_change(note);
+  }
+  window.__svTimeline = [[Date.now() / 1000, sig()]];
+}
+"""
+
+
+def start_timeline(page) -> str:
+    """From now on the page notes when it painted each new state (see `painted_at`); returns
+    the signature of the state shown now."""
+    page.evaluate(TIMELINE_JS)
+    return page.evaluate("() => window.__svTimeline[0][1]")
+
+
+def painted_at(page, sig: str) -> float | None:
+    """The page's clock when it first painted a new state with signature `sig` (after
+    `start_timeline`), or None."""
+    return page.evaluate("(s) => { const e = window.__svTimeline.slice(1).find("
+                         "(x) => x[1] === s); return e ? e[0] : null; }", sig)
 
 
 def page_plots(page, paint: bool = False) -> list[dict]:
