@@ -361,6 +361,17 @@ def compute_sample_stats(model, settings: SampleSettings, progress: Progress | N
                        counts=counts, errors=errors)
 
 
+def measure_interference(model, settings: SampleSettings, samples: int,
+                         progress: Progress | None = None):
+    """Readout errors on the first `samples` samples of the sample seed. Readouts cost a [D] @
+    [D, N] product per sample: a few hundred samples give millions of readout errors, plenty
+    for the histograms."""
+    from synthviz.stats.stream import collect
+    from synthviz.stats.superposition import InterferenceAccumulator
+    return collect(model, samples, InterferenceAccumulator(model, max_samples=samples),
+                   seed=settings.seed, progress=progress)
+
+
 def compute_analytic_stats(model, settings: SampleSettings, sample: SampleStats,
                            progress: Progress | None = None, interference: Any = None,
                            interference_samples: int = INTERFERENCE_SAMPLES) -> AnalyticStats:
@@ -369,8 +380,6 @@ def compute_analytic_stats(model, settings: SampleSettings, sample: SampleStats,
     many samples can be passed in as `interference` and reused)."""
     from synthviz.stats.frequencies import firing_stats
     from synthviz.stats.l0 import expected_l0, expected_rates
-    from synthviz.stats.stream import collect
-    from synthviz.stats.superposition import InterferenceAccumulator
 
     errors: dict[str, str] = {}
     t0 = time.perf_counter()
@@ -384,12 +393,9 @@ def compute_analytic_stats(model, settings: SampleSettings, sample: SampleStats,
     except Exception as exc:
         errors["expected"] = str(exc)
     try:
-        # readouts cost a [D] @ [D, N] product per sample: a few hundred samples give
-        # millions of readout errors, plenty for the histograms
         n = min(interference_samples, settings.samples)
         if interference is None or interference.samples != n:
-            interference = collect(model, n, InterferenceAccumulator(model, max_samples=n),
-                                   seed=settings.seed, progress=progress)
+            interference = measure_interference(model, settings, n, progress)
     except Cancelled:
         raise  # not a failure to cache: the request moved on
     except Exception as exc:
