@@ -4,8 +4,9 @@ Each browser session (or notebook) has its own Controller; the models and statis
 come from the process-wide `STORE`, so sessions share them. Any settings change is handed to a
 worker thread (latest request wins), so setting a parameter never blocks the caller: cheap
 changes show a first look from `PREVIEW_SAMPLES` samples within a second and the full count
-soon after (the stages are in `pipeline`); expensive ones (a new dictionary, a first base build, L0 solving) report progress
-through `progress` / `status` while the previous `results` stay.
+soon after; expensive ones (a new dictionary, a first base build, L0 solving) report progress
+through `progress` / `status` while the previous `results` stay. The stages of one update are
+in `pipeline`.
 """
 
 from __future__ import annotations

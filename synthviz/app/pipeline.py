@@ -119,7 +119,9 @@ def compute(host: Host, snap: dict[str, Any]) -> None:
         cheap = all(m is None or rates_are_cheap(m) for m in (model, base_model))
         n = FIRST_LOOK_INTERFERENCE_SAMPLES
         side = _SIDE.submit(STORE.cached_superposition, model)
-        readout = _SIDE.submit(measure_interference, model, first, n) if cheap else None
+        # (not when the first look's statistics are cached already: they hold it)
+        readout = _SIDE.submit(measure_interference, model, first, n) if cheap and \
+            STORE.cached_analytic_stats(key, first, n) is None else None
         stats, base_stats = sample(first)
         if host.superseded():
             for job in (side, readout):
@@ -128,7 +130,7 @@ def compute(host: Host, snap: dict[str, Any]) -> None:
             return
         if cheap:
             try:
-                measured = readout.result()
+                measured = None if readout is None else readout.result()
             except Exception:  # measured again below, which keeps its error for the plot
                 measured = None
             analytic = STORE.analytic_stats(key, model, first, stats, interference_samples=n,

@@ -160,6 +160,30 @@ def test_truncation_after_another_change_has_its_rates_in_the_first_look(base_co
     ready(c)
 
 
+def test_a_first_look_reuses_its_cached_interference(base_controller, monkeypatch):
+    """The first look measures its interference in a side thread, unless the first look's
+    statistics are cached already (a new full sample count after a truncation has the same
+    first look): no readouts are measured twice on the update's path."""
+    import synthviz.app.pipeline as pipeline_module
+    calls: list[int] = []
+    real = pipeline_module.measure_interference
+    monkeypatch.setattr(pipeline_module, "measure_interference",
+                        lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    c = base_controller
+    c.num_features = 11264
+    ready(c)
+    after_truncation = len(calls)
+    with publications(c) as published:
+        c.samples = 6144  # not cached: a first look, whose statistics are
+        ready(c)
+    first = published[0]
+    assert first.preview and first.analytic is not None
+    assert first.analytic.interference is not None
+    assert len(calls) == after_truncation
+    c.param.update(samples=8192, num_features=16384)
+    ready(c)
+
+
 def test_std_changes_only_magnitudes(base_controller):
     c = base_controller
     before = c.results
