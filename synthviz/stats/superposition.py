@@ -15,8 +15,8 @@ per row instead of N). Rows that kept fewer than K values (about 1% of them) are
 full, so the result is always exact; the threshold only decides how much work is saved. The
 order statistics torch.quantile interpolates between are then read with nested unsorted
 `torch.topk` calls, and interpolated with the same float32 rank arithmetic and `torch.lerp`.
-The max |cos| comes from per-tile maxima; each feature's partner is found by recomputing its best
-tile. On a CPU the tiles run on worker threads with torch single-threaded (`_parallel`).
+The max |cos| and each feature's partner come from per-tile maxima and their positions, kept
+for every row and column tile (which also answer every whole-tile prefix: `prefix_stats`). On a CPU the tiles run on worker threads with torch single-threaded (`_parallel`).
 Cost at 16384 x 768: the Gram's upper triangle (206 GFLOP, about 55% of the CPU time) plus about
 as much again for the bookkeeping; about 6 CPU-seconds, so about 3 s on the 2-core development
 machine when it is otherwise idle (sae_lens's compute_superposition_stats: 44 s there).
@@ -47,7 +47,7 @@ DEFAULT_TILE = 512
 # few percent of rows then keep fewer than K values and are recomputed in full (cheap), the rest
 # keep about 1.4 K instead of N
 _KEEP_SIGMAS = 2.5
-PREFIX_MAX_TILES = 64  # prefix tables up to 64 tiles (32k features at tile 512): <= 13 MB
+PREFIX_MAX_TILES = 64  # prefix tables up to 64 tiles (32k features at tile 512): <= 17 MB
 
 
 @dataclass
@@ -69,6 +69,7 @@ class SuperpositionStats:
     # exactly, without a new Gram product (see `prefix_stats`); None otherwise
     tile: int = 0
     tile_max: torch.Tensor | None = None  # [N, tiles] max |cos| of each row within a column tile
+    tile_arg: torch.Tensor | None = None  # [N, tiles] where in that tile (first on ties; int16/32)
     pair_sums: torch.Tensor | None = None  # [tiles, tiles] float64 sum of |cos| per tile pair
     pair_hist: torch.Tensor | None = None  # [tiles, tiles, bins] int32 histogram per tile pair
 
@@ -167,7 +168,8 @@ def superposition_stats(vectors: torch.Tensor, percentiles: Sequence[int] = (95,
 
 def prefix_length_ok(stats: SuperpositionStats, n: int) -> bool:
     """Whether `prefix_stats(stats, v[:n])` can answer exactly (n a whole number of tiles)."""
-    return (stats.tile_max is not None and stats.tile > 0 and 2 <= n <= stats.num_features
+    return (stats.tile_max is not None and stats.tile_arg is not None and stats.tile > 0
+            and 2 <= n <= stats.num_features
             and (n % stats.tile == 0 or n == stats.num_features))
 
 
@@ -176,23 +178,17 @@ def prefix_stats(stats: SuperpositionStats, vectors: torch.Tensor) -> Superposit
     """Statistics of the first n rows of the dictionary `stats` was computed on, from its prefix
     tables: max |cos|, partner, rho_mm, mean |cos| and the histogram are exact (the same numbers
     `superposition_stats(vectors)` gives); per-feature percentiles need every row's full order
-    statistics and are left out (`percentile` is empty). `vectors` is that prefix [n, D] (for the
-    partners, recomputed from each row's best tile: n x tile x D work). A truncated model's
-    dictionary is such a prefix, so its superposition plots need no new Gram product."""
+    statistics and are left out (`percentile` is empty). `vectors` is that prefix [n, D] (its
+    shape is checked). A truncated model's dictionary is such a prefix, so its superposition
+    plots need no product of vectors at all: table lookups, milliseconds at 16k."""
     n, dim = vectors.shape
     if not prefix_length_ok(stats, n) or dim != stats.hidden_dim:
         raise ConfigError(f"no prefix statistics for {n} x {dim} from {stats.num_features} x "
                           f"{stats.hidden_dim} (tile {stats.tile}, tables "
-                          f"{'present' if stats.tile_max is not None else 'absent'})")
+                          f"{'present' if stats.tile_arg is not None else 'absent'})")
     tile = stats.tile
     k = math.ceil(n / tile)
-    v = _normalize(vectors, stats.tile_max.device)
-    spans = [(s, min(n, s + tile)) for s in range(0, n, tile)]
-    # a row whose best tile over the whole dictionary lies in the prefix keeps its partner
-    # (the same tile and the same recomputation); only the others are recomputed (a 1/16
-    # truncation redoes about 1/16 of the rows)
-    known = torch.where(stats.tile_max[:n].argmax(dim=1) < k, stats.partner[:n].to(v.device), -1)
-    best_v, best_i = _partners(v, None, stats.tile_max[:n, :k].clone(), spans, known)
+    best_v, best_i = _partners(stats.tile_max[:n, :k], stats.tile_arg[:n, :k], tile)
     n_pairs = n * (n - 1) // 2
     hist = stats.pair_hist[:k, :k].sum(dim=(0, 1), dtype=torch.long)
     return SuperpositionStats(
@@ -278,6 +274,8 @@ def _tiled(v, plans, k_need, bins, tile, progress):
     nb = len(spans)
     vt = v.T.contiguous()
     tmax = torch.empty(n_feat, nb, device=dev)  # per row, the max |cos| within each column tile
+    targ = torch.empty(n_feat, nb, dtype=torch.int16 if tile < 2**15 else torch.int32,
+                       device=dev)  # and where in that tile
     at_rank = {r: torch.empty(n_feat, device=dev) for r in ranks}
     frac = k_need / n
     tau = torch.empty(n_feat, device=dev)
@@ -318,7 +316,7 @@ def _tiled(v, plans, k_need, bins, tile, progress):
         vals = g[r[None, :] > r[:, None]]  # strict upper triangle: each pair once
         _add_pairs(acc, vals, bins, b, b)
         g[r, r] = -1.0
-        tmax[s:e, b] = g.amax(dim=1)
+        tmax[s:e, b], targ[s:e, b] = g.max(dim=1)
         others = m - 1
         keep = frac + _KEEP_SIGMAS * math.sqrt(frac * (1 - frac) / max(others, 1))
         rank = math.ceil(keep * others)
@@ -337,8 +335,8 @@ def _tiled(v, plans, k_need, bins, tile, progress):
             s2, e2 = spans[bj]
             g = (v[s:e] @ vt[:, s2:e2]).abs_()
             _add_pairs(acc, g, bins, bi, bj)
-            tmax[s:e, bj] = g.amax(dim=1)
-            tmax[s2:e2, bi] = g.amax(dim=0)
+            tmax[s:e, bj], targ[s:e, bj] = g.max(dim=1)
+            tmax[s2:e2, bi], targ[s2:e2, bi] = g.max(dim=0)
             if ranks:
                 kept[bi].append(_keep(g, g > t_rows))
                 # the columns' kept values, grouped by column: scan the transposed mask (bytes)
@@ -361,12 +359,13 @@ def _tiled(v, plans, k_need, bins, tile, progress):
                        (finish, list(range(nb)))], workers_for(dev), new_acc, poll)
     total = sum(a["total"] for a in accs)
     hist = torch.stack([a["hist"] for a in accs]).sum(0)
-    best_v, best_i = _partners(v, vt, tmax, spans)
+    best_v, best_i = _partners(tmax, targ, tile)
     if progress:
         progress(n_tiles, n_tiles)
     tables = {}
     if record:
-        tables = dict(tile=tile, tile_max=tmax.cpu(), pair_sums=pair_sums, pair_hist=pair_hist)
+        tables = dict(tile=tile, tile_max=tmax.cpu(), tile_arg=targ.cpu(), pair_sums=pair_sums,
+                      pair_hist=pair_hist)
     return best_v, best_i, at_rank, total, hist, state["recomputed"], tables
 
 
@@ -379,25 +378,12 @@ def _keep(g: torch.Tensor, mask: torch.Tensor, transposed: bool = False):
     return torch.bincount(row, minlength=mask.shape[0]), vals
 
 
-def _partners(v, vt, tmax, spans, known=None):
-    """Max |cos| per row from the tile maxima; the partner from its best tile, recomputed
-    except where `known` (partners, -1 for unknown) gives it. vt: v.T, or None to use views."""
+def _partners(tmax, targ, tile):
+    """Max |cos| and partner per row from the tile maxima and their positions: the first tile
+    holding the max, then the first position in it (the smallest index on ties)."""
     best_v, best_t = tmax.max(dim=1)
-    best_t = tmax.argmax(dim=1)  # first tile holding the max: smallest index on ties
-    if known is None:
-        best_i, todo = torch.empty_like(best_t), None
-    else:
-        best_i, todo = known.clone(), known < 0
-    for b, (s, e) in enumerate(spans):
-        pick = best_t == b
-        rows = (pick if todo is None else pick & todo).nonzero().squeeze(1)
-        if rows.numel() == 0:
-            continue
-        g = (v[rows] @ (v[s:e].T if vt is None else vt[:, s:e])).abs_()
-        inside = (rows >= s) & (rows < e)
-        g[inside.nonzero().squeeze(1), rows[inside] - s] = -1.0
-        best_i[rows] = g.argmax(dim=1) + s
-    return best_v, best_i
+    at = targ.gather(1, best_t[:, None]).squeeze(1).long()
+    return best_v, best_t * tile + at
 
 
 def _finish_block(v, s, e, pieces, k_need, ranks, at_rank) -> int:

@@ -161,14 +161,15 @@ def test_truncation_after_another_change_has_its_rates_in_the_first_look(base_co
 
 
 def test_a_first_look_reuses_its_cached_interference(base_controller, monkeypatch):
-    """The first look measures its interference in a side thread, unless the first look's
-    statistics are cached already (a new full sample count after a truncation has the same
-    first look): no readouts are measured twice on the update's path."""
-    import synthviz.app.pipeline as pipeline_module
+    """The first look measures its interference unless the first look's statistics are cached
+    already (a new full sample count after a truncation has the same first look): no readouts
+    are measured twice on the update's path."""
+    import synthviz.app.store as store_module
     calls: list[int] = []
-    real = pipeline_module.measure_interference
-    monkeypatch.setattr(pipeline_module, "measure_interference",
-                        lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    real = store_module.measure_interference
+    # (the full count's interference, on more samples, is counted apart)
+    monkeypatch.setattr(store_module, "measure_interference",
+                        lambda *a, **k: (calls.append(a[2]), real(*a, **k))[1])
     c = base_controller
     c.num_features = 11264
     ready(c)
@@ -179,7 +180,8 @@ def test_a_first_look_reuses_its_cached_interference(base_controller, monkeypatc
     first = published[0]
     assert first.preview and first.analytic is not None
     assert first.analytic.interference is not None
-    assert len(calls) == after_truncation
+    first_look = store_module.FIRST_LOOK_INTERFERENCE_SAMPLES
+    assert calls.count(first_look) == 1 and calls[:after_truncation].count(first_look) == 1
     c.param.update(samples=8192, num_features=16384)
     ready(c)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -94,6 +95,26 @@ def test_prefix_statistics_equal_a_direct_computation(n):
     assert int(got.hist_counts.sum()) == n * (n - 1) // 2
     assert int((got.hist_counts - hist).abs().sum()) <= 2  # bin-edge rounding, as above
     assert got.percentile == {}  # per-row order statistics cannot come from the tables
+
+
+def test_partners_are_the_smallest_index_on_ties_in_full_and_prefix_statistics():
+    # the partner comes from the per-tile maxima and their positions: exact ties (a copy and a
+    # negated copy of feature 10, |cos| 1 in two different tiles) must give the smallest index
+    torch.manual_seed(4)
+    v = torch.randn(1024, 16)
+    v[300], v[900] = v[10], -v[10]
+    full = superposition_stats(v, method="tiled", tile=256)
+    dense = superposition_stats(v, method="dense")
+    assert full.tile_arg is not None and full.tile_arg.shape == (1024, 4)
+    assert full.partner[10] == 300 and full.partner[300] == 10 and full.partner[900] == 10
+    assert torch.equal(full.partner, dense.partner)
+    for n in (512, 768, 1024):
+        got, ref = prefix_stats(full, v[:n]), superposition_stats(v[:n], method="dense")
+        assert torch.equal(got.partner, ref.partner)
+        assert got.partner[10] == 300
+    assert prefix_stats(full, v[:256]).partner[10] != 300  # the copies lie beyond the prefix
+    # tables without the positions (e.g. written by older code) answer no prefix
+    assert not prefix_length_ok(dataclasses.replace(full, tile_arg=None), 512)
 
 
 def test_prefix_statistics_refuse_what_they_cannot_answer():
