@@ -42,6 +42,10 @@ SAMPLE_OPTIONS = [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144]
 # work shorter than this shows no progress bar: showing and hiding one costs the browser a
 # relayout and its animation a share of the CPU that the server's sampling needs
 PROGRESS_AFTER_S = 0.6
+# Panel holds a change from the browser for 50 ms (`Syncable._debounce`) to merge bursts such as
+# typing. These controls send one change per key, release or click (sliders are throttled) and
+# the latest request wins, so the wait only delayed every update; the tabs do the same
+BROWSER_CHANGE_DELAY_MS = 0
 # the progress bar is drawn inside the status line, and only its HTML changes: a Panel widget
 # shown and hidden made the browser lay out the whole page (and repaint every plot) each time.
 # For the same reason the lines above the plots keep their height whatever they say (a status
@@ -153,6 +157,7 @@ class Explorer(pn.viewable.Viewer):
         }
         for name, widget in w.items():
             widget.css_classes = [*widget.css_classes, f"sv-w-{name.replace('_', '-')}"]
+            widget._debounce = BROWSER_CHANGE_DELAY_MS
         c = self.controller
         w["model"].param.watch(self._on_pick, ["value"])
         c.param.watch(lambda *_: self._dispatch(self._show_choice), ["preset", "source"])
@@ -256,6 +261,7 @@ class Explorer(pn.viewable.Viewer):
         # Column, which keeps its figures while hidden and is put back as it is when shown
         self.tabs = pn.Tabs(*self.views.items(), dynamic=True, sizing_mode="stretch_width",
                             css_classes=["sv-tabs"])
+        self.tabs._debounce = BROWSER_CHANGE_DELAY_MS
         self.tabs.param.watch(lambda e: self._on_tab(), ["active"])
         self._on_tab()
         self.main = pn.Column(self.status,
@@ -320,6 +326,7 @@ class Explorer(pn.viewable.Viewer):
                 self.cards[name].object = card_html(name, value, sub)
             if res.preview and self.loop.doc is not None:
                 self.ack.expect(seq)
+            self._apply_status(with_results=True)
         if res.preview and self.loop.doc is None:
             self.controller.page_drawn()  # no browser: drawn once applied
 
@@ -362,12 +369,13 @@ class Explorer(pn.viewable.Viewer):
             self._status_queued = True
         self._dispatch(self._apply_status)
 
-    def _apply_status(self) -> None:
+    def _apply_status(self, with_results: bool = False) -> None:
         """Shows the controller's current status when it runs (not the one that queued it), so
-        callbacks run out of order still end at the latest (see `_apply`). The progress bar
-        appears once the work has lasted `PROGRESS_AFTER_S`; until then the status line keeps
-        the work's first stage (a first look arrives within that time, and each stage shown
-        before it cost the page a repaint while the server computed, ~0.1 s in all)."""
+        callbacks run out of order still end at the latest (see `_apply`). Work that has not
+        lasted `PROGRESS_AFTER_S` changes the line only with new results (`with_results`, the
+        same update), an error or its end; then the bar appears. A cheap change's first look
+        arrives within that time, and each stage shown before it cost the browser a repaint
+        while the server computed: about 0.1 s later to the first look."""
         with self._seq_lock:
             self._status_queued = False
         c = self.controller
@@ -375,11 +383,13 @@ class Explorer(pn.viewable.Viewer):
         now = time.monotonic()
         if not busy:
             self._busy_since = None
-        elif self._busy_since is None:
-            self._busy_since = now
-            self.loop.later(PROGRESS_AFTER_S, self._on_status)  # still busy then: the bar
-        elif now - self._busy_since < PROGRESS_AFTER_S - 0.02 and err == self._shown_error:
-            return  # shown once the work has lasted PROGRESS_AFTER_S (or has ended)
+        else:
+            if self._busy_since is None:
+                self._busy_since = now
+                self.loop.later(PROGRESS_AFTER_S, self._on_status)  # still busy then: the bar
+            if now - self._busy_since < PROGRESS_AFTER_S - 0.02 and err == self._shown_error \
+                    and not with_results:
+                return  # shown once the work has lasted PROGRESS_AFTER_S (or has ended)
         self._shown_error = err
         self.bar_shown = busy and now - self._busy_since >= PROGRESS_AFTER_S - 0.02
         self.status.object = status_html(status, self.bar_shown, pct if busy else 0)

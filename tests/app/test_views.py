@@ -302,32 +302,52 @@ def test_progress_bar_only_for_work_that_lasts(explorer):
     assert not ex.bar_shown
 
 
-def test_quick_work_shows_its_first_stage_until_the_bar_is_due(explorer):
+def test_browser_changes_are_not_held_back(explorer):
+    """Panel holds each change from the browser for 50 ms to merge bursts (its default
+    `_debounce`); the controls and tabs send one change per key, release or click, so they
+    pass it on at once: the wait was added to every update."""
+    import panel as pn
+
+    from synthviz.app.views import BROWSER_CHANGE_DELAY_MS
+    c, ex, root = explorer
+    assert pn.widgets.IntSlider._debounce == 50 and BROWSER_CHANGE_DELAY_MS == 0
+    held = [name for name, w in ex.w.items() if w._debounce != BROWSER_CHANGE_DELAY_MS]
+    assert held == [] and ex.tabs._debounce == BROWSER_CHANGE_DELAY_MS
+
+
+def test_quick_work_changes_the_status_line_only_with_results_or_the_bar(explorer):
     """The stages of work shorter than PROGRESS_AFTER_S flash by unread, and each one cost the
-    page a repaint while the server computed: the status line keeps the first stage, then shows
-    the current one with the bar, and the end (or an error) at once."""
+    browser a repaint while the server computed: the status line changes with the first look
+    (in the same update), an error or the end, and once the bar is due shows every stage."""
     import time
 
     from synthviz.app.views import PROGRESS_AFTER_S
     c, ex, root = explorer
     assert c.wait(WAIT)
+    before = ex.status.object
     try:
         c.param.update(busy=True, status="loading model")
         c.param.update(status="applying variation")
         c.param.update(status="sampling 1,024 for a first look")
-        assert "loading model" in ex.status.object
+        assert ex.status.object == before and not ex.bar_shown
         c.param.update(error="broken")
         assert "broken" in ex.alert.object  # an error shows at once
-        c.param.update(error="")
+        c.param.update(error="")  # (the line then shows the stage of that moment)
+        c.param.update(status="first look from 1,024 samples; sampling 8,192")
+        assert "first look from" not in ex.status.object
+        c.param.trigger("results")  # new results: the status of that moment comes with them
+        assert "first look from 1,024 samples" in ex.status.object and not ex.bar_shown
+        c.param.update(status="sampling: 50%")
+        assert "first look from 1,024 samples" in ex.status.object
         deadline = time.monotonic() + PROGRESS_AFTER_S + 5
         while not ex.bar_shown and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert "sampling 1,024 for a first look" in ex.status.object and ex.bar_shown
+        assert "sampling: 50%" in ex.status.object and ex.bar_shown
         c.param.update(status="sampling 8,192")
         assert "sampling 8,192" in ex.status.object  # the bar is up: every stage shows
     finally:
         c.param.update(busy=False, status="ready")
-    assert "ready" in ex.status.object
+    assert "ready" in ex.status.object and not ex.bar_shown
 
 
 def test_plots_are_not_redrawn_from_the_same_statistics(explorer):
