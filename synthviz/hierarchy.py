@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from synthviz.config import HierarchyConfig
-from synthviz.forest_index import ForestIndex
+from synthviz.forest_index import ForestIndex, padded
 from synthviz.hierarchy_nodes import MAX_HIERARCHY_NODES, parse_nodes, truncate_nodes
 
 __all__ = ["MAX_HIERARCHY_NODES", "Forest", "OrgNodes", "generate_forest", "groups_above"]
@@ -173,26 +173,36 @@ class Forest:
         """Factors that make each feature's effective rate about its base p (sae_lens's rule).
 
         A child gets 1 / p_parent; an ME child also gets 1 + (sum of its siblings' p) / p_parent.
-        Python floats are used per node so the result equals sae_lens's bit for bit.
+        The factors are float64 operations in sae_lens's order (an ME group's p summed left to
+        right, as Python's `sum` does), so the result equals sae_lens's bit for bit.
         """
         if self.org is not None:
             return self._org_correction(base_p)
-        p_list = base_p.tolist()
-        # factors gathered per node in Python floats, then written in bulk: the same roundings
-        # as assigning (and multiplying in) each element, without a tensor op per child
-        idx, val, me_idx, me_val = [], [], [], []
-        for level in self.levels:
-            for node in level:
-                kids = self.children.get(node, [])
-                pp = p_list[node]
-                if pp > 0 and kids:
-                    idx += kids
-                    val += [1.0 / pp] * len(kids)
-                    if node in self.me and len(kids) >= 2:
-                        total = sum(p_list[c] for c in kids)
-                        me_idx += kids
-                        me_val += [1.0 + max(0.0, total - p_list[c]) / pp for c in kids]
-        return _correction(base_p, idx, val, me_idx, me_val)
+        kid, par, members, valid, group_par = self._correction_plan
+        p = base_p.detach().to("cpu", torch.float64)
+        pp = p[par]
+        ok = pp > 0
+        idx, val = kid[ok], 1.0 / pp[ok]
+        gp = p[group_par]
+        vals = torch.where(valid, p[members], 0.0)
+        total = torch.zeros(len(group_par), dtype=torch.float64)
+        for j in range(vals.shape[1]):  # left to right: x + 0.0 is x, so padding changes nothing
+            total = total + vals[:, j]
+        me_val = 1.0 + (total[:, None] - vals).clamp(min=0.0) / gp[:, None]
+        use = valid & (gp > 0)[:, None]
+        return _correction(base_p, idx, val, members[use], me_val[use])
+
+    @cached_property
+    def _correction_plan(self) -> tuple[torch.Tensor, ...]:
+        """(children, their parents, ME members [G, K], valid [G, K], group parents) of the
+        features in the trees (those below a parent outside them take no factor)."""
+        inside = {f for level in self.levels for f in level}
+        edges = [(p, kids) for p, kids in self.children.items() if kids and p in inside]
+        kid = torch.tensor([c for _, kids in edges for c in kids], dtype=torch.long)
+        par = torch.tensor([p for p, kids in edges for _ in kids], dtype=torch.long)
+        groups = [(p, kids) for p, kids in edges if p in self.me and len(kids) >= 2]
+        members, valid = padded([kids for _, kids in groups])
+        return kid, par, members, valid, torch.tensor([p for p, _ in groups], dtype=torch.long)
 
     def _org_correction(self, base_p: torch.Tensor) -> torch.Tensor:
         """sae_lens's rule with organizational nodes: a node without a feature passes its
@@ -246,15 +256,15 @@ class Forest:
         return _from_nodes(parse_nodes(d, num_features, where), num_features)
 
 
-def _correction(base_p: torch.Tensor, idx: list[int], val: list[float], me_idx: list[int],
-                me_val: list[float]) -> torch.Tensor:
-    """Correction factors: `val` at `idx` (every child has one parent, so no index repeats),
-    then ME factors multiplied in, as sae_lens applies them."""
+def _correction(base_p: torch.Tensor, idx, val, me_idx, me_val) -> torch.Tensor:
+    """Correction factors: float64 `val` at `idx` (every child has one parent, so no index
+    repeats), then float64 ME factors multiplied in, as sae_lens applies them (lists or
+    tensors)."""
     corr = torch.ones(base_p.shape[0], dtype=base_p.dtype)
-    if idx:
-        corr[torch.tensor(idx)] = torch.tensor(val, dtype=torch.float64).to(corr.dtype)
-    if me_idx:
-        corr[torch.tensor(me_idx)] *= torch.tensor(me_val, dtype=torch.float64).to(corr.dtype)
+    if len(idx):
+        corr[torch.as_tensor(idx)] = torch.as_tensor(val, dtype=torch.float64).to(corr.dtype)
+    if len(me_idx):
+        corr[torch.as_tensor(me_idx)] *= torch.as_tensor(me_val, dtype=torch.float64).to(corr.dtype)
     return corr
 
 
