@@ -25,7 +25,8 @@ import panel as pn
 import param
 
 from synthviz.app.cards import CARD_CSS, CARDS, card_classes, card_html, card_values
-from synthviz.app.controller import CUSTOM, URL_PARAMS, Controller, preset_names
+from synthviz.app.controller import (CUSTOM, URL_PARAMS, Controller, defer_full_collections,
+                                     preset_names)
 from synthviz.app.export_panel import ExportPanel, export_check_or_none
 from synthviz.app.model_text import describe_model, model_warnings, preset_note
 from synthviz.app.plot_tabs import TAB_VIEWS
@@ -405,6 +406,8 @@ def create_app(controller: Controller | None = None) -> pn.template.FastListTemp
     """The served page: the URL carries the settings, the sidebar the controls."""
     c = controller or Controller(start=False)
     served = bool(pn.state.curdoc and pn.state.curdoc.session_context)
+    if served:
+        defer_full_collections()  # a server's collections wait for a pause between updates
     loc = pn.state.location if served else None
     if loc is not None:
         explorer_error: list[str] = []

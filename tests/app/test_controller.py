@@ -546,3 +546,45 @@ def test_worker_lets_a_served_page_draw_the_first_look(small_source, draws):
     assert [r.preview for r in published] == [True, False]
     assert waits == [(PAGE_DRAW_WAIT_S, draws)]  # drawn: the worker went on at once
     c.close()
+
+
+def test_full_collections_wait_for_a_pause_between_updates(small_source, monkeypatch):
+    """A served app defers Python's full garbage collections (0.1 s with a page's objects) to
+    a pause after an update: none runs while an update computes, one runs once it has ended."""
+    import gc
+
+    from synthviz.app import controller as controller_module
+    compute = controller_module.pipeline.compute
+
+    def allocating(host, snap):  # objects that outlive young collections call for a full one
+        kept = [[] for _ in range(200_000)]
+        compute(host, snap)
+        return kept and None
+
+    monkeypatch.setattr(controller_module.pipeline, "compute", allocating)
+    c = Controller(source=small_source, samples=1024)
+    assert c.wait(WAIT) and c.error == "", c.error
+    saved = gc.get_threshold()
+    during: list[bool] = []
+
+    def seen(phase, info):
+        if phase == "start" and info["generation"] == 2:
+            during.append(c._running is not None)
+
+    gc.set_threshold(50, 2, 2)  # without the deferral: a full collection every ~300 objects
+    controller_module.defer_full_collections()
+    gc.callbacks.append(seen)
+    try:
+        for n in (1536, 1024, 2048):
+            c.num_features = n
+            assert c.wait(WAIT) and c.error == "", c.error
+        deadline = time.monotonic() + controller_module.IDLE_COLLECT_AFTER_S + 10
+        while not during and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        gc.callbacks.remove(seen)
+        controller_module.defer_full_collections(False)
+        gc.set_threshold(*saved)
+        c.close()
+    assert gc.get_threshold() == saved
+    assert during and not any(during), during
