@@ -52,16 +52,21 @@ _LIVE: "weakref.WeakSet[Controller]" = weakref.WeakSet()
 # idle this long, or after this many updates without one
 IDLE_COLLECT_AFTER_S = 0.5
 UPDATES_PER_COLLECT = 20
+# and Python's own then waits for this many younger (generation 1) collections, not 10: an
+# update makes about 4-6, so it comes only in long runs of updates without a pause, or in work
+# that no controller does (a backstop, e.g. for the SAE tab)
+DEFERRED_FULL_THRESHOLD = 100
 _FULL_GC = {"deferred": False, "threshold": 10}
 
 
 def defer_full_collections(on: bool = True) -> None:
-    """Process-wide (the served app turns it on): Python's full collections run only from the
-    controllers' workers, between updates (see `IDLE_COLLECT_AFTER_S`); off restores them."""
+    """Process-wide (the served app turns it on): Python's full collections run from the
+    controllers' workers between updates (see `IDLE_COLLECT_AFTER_S`), and by themselves only
+    rarely (`DEFERRED_FULL_THRESHOLD`); off restores Python's setting."""
     g0, g1, g2 = gc.get_threshold()
     if on and not _FULL_GC["deferred"]:
         _FULL_GC["threshold"] = g2
-        gc.set_threshold(g0, g1, 1 << 30)  # the count of younger collections never gets there
+        gc.set_threshold(g0, g1, max(g2, DEFERRED_FULL_THRESHOLD))
     elif not on and _FULL_GC["deferred"]:
         gc.set_threshold(g0, g1, _FULL_GC["threshold"])
     _FULL_GC["deferred"] = on

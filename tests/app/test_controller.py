@@ -557,7 +557,7 @@ def test_full_collections_wait_for_a_pause_between_updates(small_source, monkeyp
     compute = controller_module.pipeline.compute
 
     def allocating(host, snap):  # objects that outlive young collections call for a full one
-        kept = [[] for _ in range(200_000)]
+        kept = [[] for _ in range(100_000)]  # (about 14 younger collections)
         compute(host, snap)
         return kept and None
 
@@ -571,7 +571,7 @@ def test_full_collections_wait_for_a_pause_between_updates(small_source, monkeyp
         if phase == "start" and info["generation"] == 2:
             during.append(c._running is not None)
 
-    gc.set_threshold(50, 2, 2)  # without the deferral: a full collection every ~300 objects
+    gc.set_threshold(700, 10, 2)  # without the deferral: a full collection in every update
     controller_module.defer_full_collections()
     gc.callbacks.append(seen)
     try:
