@@ -118,9 +118,9 @@ def compute(host: Host, snap: dict[str, Any]) -> None:
             analytic = STORE.analytic_stats(key, model, first, stats, interference_samples=n)
             base_analytic = None if base_model is None else STORE.analytic_stats(
                 base_key, base_model, first, base_stats, interference_samples=n)
+        # one publication: the page shows this status with the first look
         host.publish(results=results(stats, analytic, base_stats, base_analytic, preview=True),
-                     error="")
-        host.publish(status=f"first look from {PREVIEW_SAMPLES:,} samples; "
+                     error="", status=f"first look from {PREVIEW_SAMPLES:,} samples; "
                      f"sampling {settings.samples:,}")
         host.first_look_published()
         took["the first look"] = time.perf_counter() - t

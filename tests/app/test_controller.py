@@ -186,6 +186,23 @@ def test_a_first_look_reuses_its_cached_interference(base_controller, monkeypatc
     ready(c)
 
 
+def test_a_first_look_is_published_with_its_status(base_controller):
+    """The page shows the status of quick work only with its first look (one update), so the
+    first look must carry the status that describes it."""
+    c = base_controller
+    seen: list[str] = []
+    watcher = c.param.watch(lambda e: seen.append(c.status) if e.new is not None
+                            and e.new.preview else None, ["results"])
+    try:
+        c.num_features = 14336
+        ready(c)
+    finally:
+        c.param.unwatch(watcher)
+        c.num_features = 16384
+        ready(c)
+    assert seen and all(s.startswith("first look from 1,024 samples") for s in seen), seen
+
+
 def test_std_changes_only_magnitudes(base_controller):
     c = base_controller
     before = c.results
