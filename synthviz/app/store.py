@@ -232,13 +232,6 @@ class Store:
                                                          interference, interference_samples),
                           progress)
 
-    def cached_analytic_stats(self, model_key: tuple, settings: SampleSettings,
-                              interference_samples: int = INTERFERENCE_SAMPLES
-                              ) -> AnalyticStats | None:
-        """The analytic statistics if cached (nothing is computed)."""
-        with self._lock:
-            return self._stats.get(("analytic", model_key, settings, interference_samples))
-
     def cached_sample_stats(self, model_key: tuple, settings: SampleSettings
                             ) -> SampleStats | None:
         """The sample statistics if cached (nothing is computed)."""

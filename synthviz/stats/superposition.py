@@ -16,7 +16,8 @@ full, so the result is always exact; the threshold only decides how much work is
 order statistics torch.quantile interpolates between are then read with nested unsorted
 `torch.topk` calls, and interpolated with the same float32 rank arithmetic and `torch.lerp`.
 The max |cos| and each feature's partner come from per-tile maxima and their positions, kept
-for every row and column tile (which also answer every whole-tile prefix: `prefix_stats`). On a CPU the tiles run on worker threads with torch single-threaded (`_parallel`).
+for every row and column tile (which also answer every whole-tile prefix: `prefix_stats`). On
+a CPU the tiles run on worker threads with torch single-threaded (`_parallel`).
 Cost at 16384 x 768: the Gram's upper triangle (206 GFLOP, about 55% of the CPU time) plus about
 as much again for the bookkeeping; about 6 CPU-seconds, so about 3 s on the 2-core development
 machine when it is otherwise idle (sae_lens's compute_superposition_stats: 44 s there).
