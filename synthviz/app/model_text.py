@@ -30,8 +30,9 @@ def describe_model(settings: dict[str, Any], facts: dict[str, Any] | None) -> st
         v = make_variation(settings, facts)
     except Exception:
         return f"Model: {what} (with settings that are not valid)"
-    changes = [f"{k.replace('_', ' ')} {val}" for k, val in dataclasses.asdict(v).items()
-               if val is not None and k != "first_k"]
+    # slider steps leave float error (0.95 arrives as 0.9500000000000002): 6 significant digits
+    changes = [f"{k.replace('_', ' ')} {f'{val:g}' if isinstance(val, float) else val}"
+               for k, val in dataclasses.asdict(v).items() if val is not None and k != "first_k"]
     if not changes:
         return f"Model: {what}, unchanged"
     return f"Model: {what} with " + ", ".join(changes)

@@ -147,6 +147,10 @@ def test_page_says_what_the_model_is_and_its_warnings(explorer):
     assert c.wait(WAIT)
     ex._on_results(None)
     assert "rel p 0.5" in ex.model_line.object, ex.model_line.object
+    c.rel_p = 0.9500000000000002  # as a slider step leaves it
+    assert c.wait(WAIT)
+    ex._on_results(None)
+    assert "rel p 0.95**" in ex.model_line.object, ex.model_line.object
     c.rel_p = 1.0
     assert c.wait(WAIT)
 
